@@ -1,0 +1,183 @@
+//! The validated, typed configuration. Everything here has passed validation:
+//! the engine and the dataplane never re-check it.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    pub daemon: Daemon,
+    pub doors: Vec<Door>,
+}
+
+/// The `[daemon]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Daemon {
+    /// NFQUEUE numbers, one worker thread each.
+    pub queues: Vec<u16>,
+    /// Guarded input interfaces; empty means every interface but `lo`.
+    pub interfaces: Vec<String>,
+    /// The nftables table (family inet) whose sets the daemon fills.
+    pub table: String,
+    /// Prometheus listen address; `None` disables the endpoint.
+    pub metrics: Option<SocketAddr>,
+    /// Bound on tracked sources; the oldest attempt is evicted beyond it.
+    pub max_sources: usize,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Transport protocol of a knock or a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// The IP protocol number (`meta l4proto`).
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One port of a knock sequence (`7000:udp` in knockd syntax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KnockPort {
+    pub port: u16,
+    pub proto: Proto,
+}
+
+impl fmt::Display for KnockPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.port, self.proto)
+    }
+}
+
+/// TCP flag bits, as in the TCP header's flags byte.
+pub mod tcp_flag {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+}
+
+/// A knockd `tcpflags` filter: bits that must be set and bits that must be clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpFlags {
+    pub set: u8,
+    pub clear: u8,
+}
+
+impl TcpFlags {
+    /// Whether a packet with these header flags passes the filter.
+    pub fn matches(self, flags: u8) -> bool {
+        flags & self.set == self.set && flags & self.clear == 0
+    }
+}
+
+/// What a door's grant opens (or, on a close door, revokes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A service on this host: `22/tcp`.
+    Local { port: u16, proto: Proto },
+    /// A service behind the gateway, checked in the forward hook: `10.0.0.5:8080/tcp`.
+    Forward { addr: IpAddr, port: u16, proto: Proto },
+}
+
+impl Target {
+    pub fn port(self) -> u16 {
+        match self {
+            Target::Local { port, .. } | Target::Forward { port, .. } => port,
+        }
+    }
+
+    pub fn proto(self) -> Proto {
+        match self {
+            Target::Local { proto, .. } | Target::Forward { proto, .. } => proto,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Local { port, proto } => write!(f, "{port}/{proto}"),
+            Target::Forward { addr: IpAddr::V4(a), port, proto } => write!(f, "{a}:{port}/{proto}"),
+            Target::Forward { addr: IpAddr::V6(a), port, proto } => write!(f, "[{a}]:{port}/{proto}"),
+        }
+    }
+}
+
+/// Whether completing a door grants or revokes its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Open,
+    Close,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Open => "open",
+            Action::Close => "close",
+        }
+    }
+}
+
+/// How a door reacts to new connections to ports outside its sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScanPolicy {
+    /// knockd: only knock ports matter; other ports never disturb an attempt.
+    #[default]
+    IgnoreOtherPorts,
+    /// `strict = true`: a new connection to any other port resets the attempt.
+    ResetOnOtherPorts,
+}
+
+/// One `[[door]]`: a knock sequence and what completing it does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Door {
+    pub name: String,
+    pub sequence: Vec<KnockPort>,
+    /// Whole-sequence deadline, counted from the first knock (knockd semantics).
+    pub seq_timeout: Duration,
+    /// knockd `tcpflags`; TCP knocks whose flags don't match are ignored.
+    pub tcp_flags: Option<TcpFlags>,
+    pub scan_policy: ScanPolicy,
+    pub targets: Vec<Target>,
+    /// Grant lifetime: the kernel set element's timeout.
+    pub open_for: Duration,
+    pub action: Action,
+}
+
+/// The most ports a sequence may have.
+pub const MAX_SEQUENCE_LEN: usize = 32;
