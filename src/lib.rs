@@ -10,4 +10,7 @@
 //! - [`engine`]: the pure knock state machine. `on_packet(now, knock)` returns a verdict and grant
 //!   instructions; no I/O, no clock reads, a bounded source table.
 //! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into a [`engine::Knock`].
+//! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
+//!   grants with per-element timeouts. The only unsafe code lives in `nft::sys`.
 pub mod config;
+pub mod nft;

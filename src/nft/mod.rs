@@ -1,0 +1,371 @@
+//! nftables over netlink: verify the table's sets, fill the port and interface sets, and add or
+//! revoke grants. Batches are built as values and sent and checked in one place
+//! ([`Nft::commit`]); every reply is read and mapped back to the message it answers.
+
+pub mod keys;
+pub mod sets;
+mod socket;
+mod sys;
+
+use std::collections::BTreeSet;
+use std::ffi::CString;
+use std::io;
+use std::net::IpAddr;
+
+use nftnl::{Batch, MsgType};
+
+use crate::config::{Action, Config, Door, ScanPolicy, Target};
+use sets::SetSpec;
+use socket::{Reply, Socket};
+use sys::{ElemMsg, ElemOp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("cannot open a netlink socket to nf_tables (the daemon needs CAP_NET_ADMIN)")]
+    Socket(#[source] io::Error),
+    #[error("netlink exchange with nf_tables failed")]
+    Io(#[source] io::Error),
+    #[error(
+        "table inet {table} does not exist: load the ruleset first (nft -f /etc/knock-nfq/nftables.conf, \
+         or tests/netns/ruleset on a kernel without nft's queue expression)"
+    )]
+    MissingTable { table: String },
+    #[error("table inet {table} has no set {set}: expected `{spec}` (is the ruleset out of date?)")]
+    MissingSet {
+        table: String,
+        set: &'static str,
+        spec: SetSpec,
+    },
+    #[error(
+        "set {set} in table inet {table} is not what the daemon fills: {found}; expected `{spec}`"
+    )]
+    WrongSet {
+        table: String,
+        set: &'static str,
+        found: String,
+        spec: SetSpec,
+    },
+    #[error("nf_tables rejected {what} (table inet {table}); the whole batch was rolled back")]
+    Rejected {
+        table: String,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("nf_tables sent no reply to {what} (table inet {table})")]
+    NoReply { table: String, what: String },
+}
+
+/// What one message of a batch does, for error messages.
+#[derive(Debug, Clone, Copy)]
+struct Label {
+    op: ElemOp,
+    set: &'static str,
+}
+
+impl Label {
+    fn describe(self) -> String {
+        match self.op {
+            ElemOp::Add => format!("adding elements to set {}", self.set),
+            ElemOp::Destroy => format!("removing elements from set {}", self.set),
+            ElemOp::Flush => format!("flushing set {}", self.set),
+        }
+    }
+}
+
+/// A batch under construction: one element message per (set, operation).
+#[derive(Debug, Default)]
+struct ElemBatch {
+    messages: Vec<(Label, ElemMsg)>,
+}
+
+impl ElemBatch {
+    fn message(&mut self, table: &CString, spec: SetSpec, op: ElemOp) -> &mut ElemMsg {
+        let found = self
+            .messages
+            .iter()
+            .position(|(l, _)| l.set == spec.name && l.op == op);
+        let index = found.unwrap_or_else(|| {
+            self.messages.push((
+                Label { op, set: spec.name },
+                ElemMsg::new(table, &sys::c_name(spec.name), op),
+            ));
+            self.messages.len() - 1
+        });
+        &mut self.messages[index].1
+    }
+}
+
+/// One open netlink socket bound to the daemon's table.
+#[derive(Debug)]
+pub struct Nft {
+    socket: Socket,
+    table: String,
+    table_c: CString,
+}
+
+impl Nft {
+    pub fn open(table: &str) -> Result<Nft, NftError> {
+        let socket = Socket::open().map_err(NftError::Socket)?;
+        Ok(Nft {
+            socket,
+            table: table.to_owned(),
+            table_c: sys::c_name(table),
+        })
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Checks that the table has every set the daemon fills, with the right type and flags.
+    pub fn verify(&mut self) -> Result<(), NftError> {
+        for spec in sets::ALL {
+            self.verify_set(spec)?;
+        }
+        Ok(())
+    }
+
+    fn verify_set(&mut self, spec: SetSpec) -> Result<(), NftError> {
+        let mut request = Vec::new();
+        sys::get_set_request(&mut request, &self.table_c, &sys::c_name(spec.name), 1);
+        let replies = self
+            .socket
+            .transact([request.as_slice()])
+            .map_err(NftError::Io)?;
+        let info = replies.iter().find_map(|reply| match reply {
+            Reply::Data { message, .. } => sys::parse_set_reply(message),
+            Reply::Ack { .. } => None,
+        });
+        match info {
+            Some(info) => self.compare(spec, info),
+            None if replies.iter().any(|r| {
+                matches!(
+                    r,
+                    Reply::Ack {
+                        errno: libc::ENOENT,
+                        ..
+                    }
+                )
+            }) =>
+            {
+                Err(self.missing(spec))
+            }
+            None => Err(NftError::NoReply {
+                table: self.table.clone(),
+                what: format!("a query for set {}", spec.name),
+            }),
+        }
+    }
+
+    fn compare(&self, spec: SetSpec, info: sys::SetInfo) -> Result<(), NftError> {
+        let wrong = |found: String| NftError::WrongSet {
+            table: self.table.clone(),
+            set: spec.name,
+            found,
+            spec,
+        };
+        if info.key_len != spec.key_len || info.key_type != spec.key_type() {
+            return Err(wrong(format!(
+                "key type {} of {} bytes",
+                info.key_type, info.key_len
+            )));
+        }
+        if info.flags & spec.flags != spec.flags {
+            return Err(wrong(format!("flags {:#x}", info.flags)));
+        }
+        Ok(())
+    }
+
+    /// ENOENT names neither table nor set: a table with no sets at all is the table missing.
+    fn missing(&mut self, spec: SetSpec) -> NftError {
+        let mut request = Vec::new();
+        sys::get_set_request(
+            &mut request,
+            &self.table_c,
+            &sys::c_name(sets::GUARDED_IFACES.name),
+            1,
+        );
+        let table_exists = spec != sets::GUARDED_IFACES
+            && self
+                .socket
+                .transact([request.as_slice()])
+                .is_ok_and(|replies| replies.iter().any(|r| matches!(r, Reply::Data { .. })));
+        if table_exists {
+            NftError::MissingSet {
+                table: self.table.clone(),
+                set: spec.name,
+                spec,
+            }
+        } else {
+            NftError::MissingTable {
+                table: self.table.clone(),
+            }
+        }
+    }
+
+    /// Replaces the contents of the interface, knock-port and protected sets from `config` in
+    /// one atomic batch. Grant sets are never touched.
+    pub fn fill_static_sets(&mut self, config: &Config) -> Result<(), NftError> {
+        let mut batch = ElemBatch::default();
+        for spec in [
+            sets::GUARDED_IFACES,
+            sets::KNOCK_PORTS,
+            sets::WATCH_PROTOS,
+            sets::PROTECTED,
+            sets::PROTECTED_FWD4,
+            sets::PROTECTED_FWD6,
+        ] {
+            batch.message(&self.table_c, spec, ElemOp::Flush);
+        }
+        self.add_interfaces(&mut batch, &config.daemon.interfaces);
+        self.add_ports(&mut batch, &config.doors);
+        self.commit(batch)
+    }
+
+    fn add_interfaces(&self, batch: &mut ElemBatch, names: &[String]) {
+        let message = batch.message(&self.table_c, sets::GUARDED_IFACES, ElemOp::Add);
+        for elem in keys::ifname_intervals(names) {
+            match elem {
+                keys::IntervalElem::Start(key) => message.push(&key, 0, None),
+                keys::IntervalElem::End(key) => message.push(&key, sys::ELEM_INTERVAL_END, None),
+            }
+        }
+    }
+
+    fn add_ports(&self, batch: &mut ElemBatch, doors: &[Door]) {
+        let knock_ports: BTreeSet<_> = doors
+            .iter()
+            .flat_map(|d| &d.sequence)
+            .map(|k| keys::knock_port(*k))
+            .collect();
+        let mut targets: Vec<Target> = Vec::new();
+        for target in doors.iter().flat_map(|d| &d.targets) {
+            if !targets.contains(target) {
+                targets.push(*target);
+            }
+        }
+        for key in knock_ports {
+            batch
+                .message(&self.table_c, sets::KNOCK_PORTS, ElemOp::Add)
+                .push(&key, 0, None);
+        }
+        if doors
+            .iter()
+            .any(|d| d.scan_policy == ScanPolicy::ResetOnOtherPorts)
+        {
+            for proto in [crate::config::Proto::Tcp, crate::config::Proto::Udp] {
+                batch
+                    .message(&self.table_c, sets::WATCH_PROTOS, ElemOp::Add)
+                    .push(&[proto.number()], 0, None);
+            }
+        }
+        for target in targets {
+            let (spec, key) = match target {
+                Target::Local { port, proto } => (sets::PROTECTED, keys::proto_port(proto, port)),
+                Target::Forward {
+                    addr: addr @ IpAddr::V4(_),
+                    port,
+                    proto,
+                } => (
+                    sets::PROTECTED_FWD4,
+                    keys::addr_proto_port(addr, proto, port),
+                ),
+                Target::Forward { addr, port, proto } => (
+                    sets::PROTECTED_FWD6,
+                    keys::addr_proto_port(addr, proto, port),
+                ),
+            };
+            batch
+                .message(&self.table_c, spec, ElemOp::Add)
+                .push(&key, 0, None);
+        }
+    }
+
+    /// Opens (or re-arms) or revokes `door`'s targets for each source, in one batch, and returns
+    /// once the kernel has committed it.
+    pub fn apply_grants<'a>(
+        &mut self,
+        grants: impl IntoIterator<Item = (IpAddr, &'a Door)>,
+    ) -> Result<(), NftError> {
+        let mut batch = ElemBatch::default();
+        for (source, door) in grants {
+            self.add_grant(&mut batch, source, door);
+        }
+        if batch.messages.is_empty() {
+            return Ok(());
+        }
+        self.commit(batch)
+    }
+
+    fn add_grant(&self, batch: &mut ElemBatch, source: IpAddr, door: &Door) {
+        let (op, timeout) = match door.action {
+            Action::Open => (ElemOp::Add, Some(door.open_for)),
+            Action::Close => (ElemOp::Destroy, None),
+        };
+        for target in &door.targets {
+            let Some(key) = keys::grant(source, *target) else {
+                continue;
+            };
+            let spec = grant_set(source, *target);
+            batch
+                .message(&self.table_c, spec, op)
+                .push(&key, 0, timeout);
+        }
+    }
+
+    /// Sends one batch and checks the reply to every message.
+    fn commit(&mut self, batch: ElemBatch) -> Result<(), NftError> {
+        let mut nl_batch = Batch::new();
+        for (_, message) in &batch.messages {
+            nl_batch.add(message, MsgType::Add);
+        }
+        let finalized = nl_batch.finalize();
+        let seqs = finalized.sequence_numbers();
+        let replies = self.socket.transact(&finalized).map_err(NftError::Io)?;
+        // nftnl numbers (and asks ACKs for) the begin/end messages only on kernels >= 6.10.
+        let first_message_seq = if seqs.len() > batch.messages.len() {
+            seqs.start + 1
+        } else {
+            seqs.start
+        };
+        let label_of = |seq: u32| {
+            seq.checked_sub(first_message_seq)
+                .and_then(|i| batch.messages.get(i as usize))
+                .map_or_else(|| "the batch".to_owned(), |(label, _)| label.describe())
+        };
+        if let Some((seq, errno)) = replies.iter().find_map(|r| match r {
+            Reply::Ack { seq, errno } if *errno != 0 => Some((*seq, *errno)),
+            _ => None,
+        }) {
+            return Err(NftError::Rejected {
+                table: self.table.clone(),
+                what: label_of(seq),
+                source: io::Error::from_raw_os_error(errno),
+            });
+        }
+        for seq in seqs {
+            if !replies
+                .iter()
+                .any(|r| matches!(r, Reply::Ack { seq: s, .. } if *s == seq))
+                && seq >= first_message_seq
+            {
+                return Err(NftError::NoReply {
+                    table: self.table.clone(),
+                    what: label_of(seq),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The grant set for `target` reached from `source`.
+fn grant_set(source: IpAddr, target: Target) -> SetSpec {
+    match (target, source) {
+        (Target::Local { .. }, IpAddr::V4(_)) => sets::ALLOW4,
+        (Target::Local { .. }, IpAddr::V6(_)) => sets::ALLOW6,
+        (Target::Forward { .. }, IpAddr::V4(_)) => sets::ALLOW_FWD4,
+        (Target::Forward { .. }, IpAddr::V6(_)) => sets::ALLOW_FWD6,
+    }
+}

@@ -1,0 +1,195 @@
+//! The sets of `deploy/nftables.conf`: names, key types and flags. The daemon fills these and
+//! nothing else; `knock-nfq check` and startup verify them against the kernel.
+
+use std::fmt;
+
+/// nft datatype ids (nftables `include/datatype.h`), as stored in `NFTA_SET_KEY_TYPE`.
+mod datatype {
+    pub const IPV4_ADDR: u32 = 7;
+    pub const IPV6_ADDR: u32 = 8;
+    pub const INET_PROTO: u32 = 12;
+    pub const INET_SERVICE: u32 = 13;
+    pub const IFNAME: u32 = 41;
+}
+
+/// `NFT_SET_*` flags we rely on.
+pub mod flag {
+    pub const INTERVAL: u32 = 0x4;
+    pub const TIMEOUT: u32 = 0x10;
+}
+
+/// One named set the daemon needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetSpec {
+    pub name: &'static str,
+    /// Field datatypes, concatenated left to right.
+    pub fields: &'static [u32],
+    /// Key length in bytes (concatenated fields padded to 4).
+    pub key_len: u32,
+    /// Flags the set must have.
+    pub flags: u32,
+    /// How `nft list` shows the type, for messages.
+    pub type_name: &'static str,
+}
+
+impl SetSpec {
+    /// The concatenated type id: each field shifted in by 6 bits, as nft does.
+    pub fn key_type(&self) -> u32 {
+        self.fields.iter().fold(0, |acc, field| (acc << 6) | field)
+    }
+}
+
+impl fmt::Display for SetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "set {} {{ type {};", self.name, self.type_name)?;
+        match (
+            self.flags & flag::INTERVAL != 0,
+            self.flags & flag::TIMEOUT != 0,
+        ) {
+            (true, true) => f.write_str(" flags interval, timeout; }"),
+            (true, false) => f.write_str(" flags interval; }"),
+            (false, true) => f.write_str(" flags timeout; }"),
+            (false, false) => f.write_str(" }"),
+        }
+    }
+}
+
+use datatype::{IFNAME, INET_PROTO, INET_SERVICE, IPV4_ADDR, IPV6_ADDR};
+
+const fn spec(
+    name: &'static str,
+    fields: &'static [u32],
+    key_len: u32,
+    flags: u32,
+    type_name: &'static str,
+) -> SetSpec {
+    SetSpec {
+        name,
+        fields,
+        key_len,
+        flags,
+        type_name,
+    }
+}
+
+/// Input interfaces whose new connections are guarded (interval: names and `prefix*`).
+pub const GUARDED_IFACES: SetSpec = spec("guarded_ifaces", &[IFNAME], 16, flag::INTERVAL, "ifname");
+/// Every knock port: new connections to these are queued to the daemon.
+pub const KNOCK_PORTS: SetSpec = spec(
+    "knock_ports",
+    &[INET_PROTO, INET_SERVICE],
+    8,
+    0,
+    "inet_proto . inet_service",
+);
+/// Protocols whose every new connection is queued (filled only when a door is `strict`).
+pub const WATCH_PROTOS: SetSpec = spec("watch_protos", &[INET_PROTO], 1, 0, "inet_proto");
+/// Services on this host that are dropped unless granted.
+pub const PROTECTED: SetSpec = spec(
+    "protected",
+    &[INET_PROTO, INET_SERVICE],
+    8,
+    0,
+    "inet_proto . inet_service",
+);
+/// Services behind the gateway (after DNAT) that are dropped unless granted.
+pub const PROTECTED_FWD4: SetSpec = spec(
+    "protected_fwd4",
+    &[IPV4_ADDR, INET_PROTO, INET_SERVICE],
+    12,
+    0,
+    "ipv4_addr . inet_proto . inet_service",
+);
+pub const PROTECTED_FWD6: SetSpec = spec(
+    "protected_fwd6",
+    &[IPV6_ADDR, INET_PROTO, INET_SERVICE],
+    24,
+    0,
+    "ipv6_addr . inet_proto . inet_service",
+);
+/// Grants for services on this host: `saddr . l4proto . dport`.
+pub const ALLOW4: SetSpec = spec(
+    "allow4",
+    &[IPV4_ADDR, INET_PROTO, INET_SERVICE],
+    12,
+    flag::TIMEOUT,
+    "ipv4_addr . inet_proto . inet_service",
+);
+pub const ALLOW6: SetSpec = spec(
+    "allow6",
+    &[IPV6_ADDR, INET_PROTO, INET_SERVICE],
+    24,
+    flag::TIMEOUT,
+    "ipv6_addr . inet_proto . inet_service",
+);
+/// Grants for services behind the gateway: `saddr . daddr . l4proto . dport`.
+pub const ALLOW_FWD4: SetSpec = spec(
+    "allow_fwd4",
+    &[IPV4_ADDR, IPV4_ADDR, INET_PROTO, INET_SERVICE],
+    16,
+    flag::TIMEOUT,
+    "ipv4_addr . ipv4_addr . inet_proto . inet_service",
+);
+pub const ALLOW_FWD6: SetSpec = spec(
+    "allow_fwd6",
+    &[IPV6_ADDR, IPV6_ADDR, INET_PROTO, INET_SERVICE],
+    40,
+    flag::TIMEOUT,
+    "ipv6_addr . ipv6_addr . inet_proto . inet_service",
+);
+/// Blocked sources (filled by the abuse-resistance features of a later release).
+pub const BLOCKED4: SetSpec = spec("blocked4", &[IPV4_ADDR], 4, flag::TIMEOUT, "ipv4_addr");
+pub const BLOCKED6: SetSpec = spec("blocked6", &[IPV6_ADDR], 16, flag::TIMEOUT, "ipv6_addr");
+
+/// Every set the daemon needs, in the order `check` reports them.
+pub const ALL: [SetSpec; 12] = [
+    GUARDED_IFACES,
+    KNOCK_PORTS,
+    WATCH_PROTOS,
+    PROTECTED,
+    PROTECTED_FWD4,
+    PROTECTED_FWD6,
+    ALLOW4,
+    ALLOW6,
+    ALLOW_FWD4,
+    ALLOW_FWD6,
+    BLOCKED4,
+    BLOCKED6,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concatenated_type_ids_match_nft() {
+        // DESIGN.md section 7: ipv4_addr . inet_service = 461.
+        assert_eq!(
+            spec("x", &[IPV4_ADDR, INET_SERVICE], 8, 0, "").key_type(),
+            461
+        );
+        assert_eq!(ALLOW4.key_type(), (7 << 12) | (12 << 6) | 13);
+    }
+
+    #[test]
+    fn key_lengths_are_fields_padded_to_four() {
+        for set in ALL {
+            let padded: u32 = set
+                .fields
+                .iter()
+                .map(|f| match *f {
+                    IPV4_ADDR => 4,
+                    IPV6_ADDR => 16,
+                    IFNAME => 16,
+                    _ => 4,
+                })
+                .sum();
+            let expected = if set.fields.len() == 1 && set.fields[0] == INET_PROTO {
+                1
+            } else {
+                padded
+            };
+            assert_eq!(set.key_len, expected, "{}", set.name);
+        }
+    }
+}

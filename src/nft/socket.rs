@@ -1,0 +1,170 @@
+//! One netlink socket to nf_tables: send a request or batch, read every reply.
+//!
+//! The kernel processes a batch inside `sendmsg`, so all replies are queued when it returns:
+//! they are read with `MSG_DONTWAIT` until `EAGAIN`. Waiting for the batch-end ACK instead
+//! would hang when the batch fails, because the kernel does not send it then.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// A netlink reply that concerns us: an ACK or error, or a data message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `NLMSG_ERROR`: `errno` 0 is an ACK.
+    Ack { seq: u32, errno: i32 },
+    /// Any other message (e.g. `NEWSET` answering `GETSET`), whole.
+    Data { seq: u32, message: Vec<u8> },
+}
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+
+pub struct Socket {
+    socket: mnl::Socket,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("portid", &self.socket.portid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Socket {
+    pub fn open() -> io::Result<Socket> {
+        let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
+        let fd = socket.as_raw_fd();
+        // Replies carry only the header of a failed message, not its whole payload.
+        set_option(fd, libc::NETLINK_CAP_ACK)?;
+        // Errors may carry the kernel's explanation; best effort.
+        let _ = set_option(fd, libc::NETLINK_EXT_ACK);
+        Ok(Socket {
+            socket,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Sends `parts` (one batch or request) and returns every reply.
+    pub fn transact<'a>(
+        &mut self,
+        parts: impl IntoIterator<Item = &'a [u8]>,
+    ) -> io::Result<Vec<Reply>> {
+        self.socket.send_all(parts)?;
+        let mut replies = Vec::new();
+        loop {
+            // SAFETY: buf is a live, writable buffer of buf.len() bytes owned by self.
+            let got = unsafe {
+                libc::recv(
+                    self.socket.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if got < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::WouldBlock {
+                    return Ok(replies);
+                }
+                return Err(err);
+            }
+            let got = usize::try_from(got).expect("recv returned a non-negative count");
+            parse_replies(&self.buf[..got], &mut replies);
+        }
+    }
+}
+
+fn set_option(fd: i32, option: i32) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: passes a pointer to a live c_int and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_NETLINK,
+            option,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Splits one receive buffer into replies; a truncated tail is ignored.
+pub fn parse_replies(mut buf: &[u8], out: &mut Vec<Reply>) {
+    while buf.len() >= NLMSG_HDRLEN {
+        let len = u32_at(buf, 0).unwrap_or(0) as usize;
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            return;
+        }
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        let seq = u32_at(buf, 8).unwrap_or(0);
+        match kind {
+            NLMSG_ERROR => {
+                let errno = u32_at(buf, NLMSG_HDRLEN).map_or(0, |e| e.cast_signed());
+                out.push(Reply::Ack { seq, errno: -errno });
+            }
+            NLMSG_DONE => {}
+            _ => out.push(Reply::Data {
+                seq,
+                message: buf[..len].to_vec(),
+            }),
+        }
+        buf = buf.get(len.next_multiple_of(4)..).unwrap_or_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(NLMSG_HDRLEN + payload.len()).unwrap();
+        let mut out = Vec::new();
+        out.extend_from_slice(&len.to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&0u16.to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(payload);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+
+    #[test]
+    fn acks_errors_and_data_are_told_apart() {
+        let mut buf = message(NLMSG_ERROR, 2, &0i32.to_ne_bytes());
+        buf.extend(message(NLMSG_ERROR, 3, &(-libc::ENOENT).to_ne_bytes()));
+        buf.extend(message(0x0a09, 4, &[1, 2, 3]));
+        let mut replies = Vec::new();
+        parse_replies(&buf, &mut replies);
+        assert_eq!(replies[0], Reply::Ack { seq: 2, errno: 0 });
+        assert_eq!(
+            replies[1],
+            Reply::Ack {
+                seq: 3,
+                errno: libc::ENOENT
+            }
+        );
+        assert!(matches!(&replies[2], Reply::Data { seq: 4, message } if message.len() == 19));
+    }
+
+    #[test]
+    fn truncated_messages_are_ignored() {
+        let mut buf = message(NLMSG_ERROR, 2, &0i32.to_ne_bytes());
+        buf.truncate(buf.len() - 1);
+        let mut replies = Vec::new();
+        parse_replies(&buf, &mut replies);
+        assert!(replies.is_empty());
+    }
+}

@@ -1,0 +1,212 @@
+//! The only unsafe code of the nftables layer: thin owners of libnftnl objects.
+//!
+//! The safe `nftnl` crate cannot give an element its own timeout and always sets `NLM_F_EXCL`
+//! (a repeated grant would fail with EEXIST and abort the batch), so element messages are built
+//! here with nftnl-sys and handed to `nftnl::Batch` through its `NlMsg` trait.
+
+use std::ffi::{CStr, CString, c_void};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use nftnl::{MsgType, NlMsg};
+use nftnl_sys as sys;
+
+/// `NFPROTO_INET`: the table family.
+const FAMILY_INET: u16 = 1;
+/// `NFNL_SUBSYS_NFTABLES` message types (linux/netfilter/nf_tables.h).
+const NFT_MSG_GETSET: u16 = 10;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+/// Delete if present, no ENOENT (kernel 6.3+; Debian 12's headers predate it).
+const NFT_MSG_DESTROYSETELEM: u16 = 30;
+/// `NFT_SET_ELEM_INTERVAL_END`.
+pub const ELEM_INTERVAL_END: u32 = 0x1;
+
+const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
+const NLM_F_CREATE: u16 = libc::NLM_F_CREATE as u16;
+
+/// What an element message does to its set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElemOp {
+    /// Add, or re-arm the timeout of an element that exists (no `NLM_F_EXCL`).
+    Add,
+    /// Remove the listed elements if present.
+    Destroy,
+    /// Remove every element (a delete message with no element list).
+    Flush,
+}
+
+impl ElemOp {
+    fn header(self) -> (u16, u16) {
+        match self {
+            ElemOp::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK),
+            ElemOp::Destroy => (NFT_MSG_DESTROYSETELEM, NLM_F_ACK),
+            ElemOp::Flush => (NFT_MSG_DELSETELEM, NLM_F_ACK),
+        }
+    }
+}
+
+/// One set element message: a libnftnl set object holding the elements to send.
+#[derive(Debug)]
+pub struct ElemMsg {
+    set: OwnedSet,
+    op: ElemOp,
+}
+
+impl ElemMsg {
+    pub fn new(table: &CStr, set: &CStr, op: ElemOp) -> ElemMsg {
+        ElemMsg {
+            set: OwnedSet::named(table, set),
+            op,
+        }
+    }
+
+    /// Appends an element. `timeout` sets both its lifetime and its remaining time, so adding an
+    /// element that exists re-arms its countdown instead of failing.
+    pub fn push(&mut self, key: &[u8], flags: u32, timeout: Option<Duration>) {
+        // SAFETY: nftnl_set_elem_alloc has no preconditions.
+        let elem = unsafe { sys::nftnl_set_elem_alloc() };
+        assert!(!elem.is_null(), "libnftnl out of memory");
+        let key_len = u32::try_from(key.len()).expect("set keys are at most 64 bytes");
+        // SAFETY: elem is live; libnftnl copies key_len bytes from key, which is that long.
+        unsafe {
+            sys::nftnl_set_elem_set(
+                elem,
+                sys::NFTNL_SET_ELEM_KEY as u16,
+                key.as_ptr().cast::<c_void>(),
+                key_len,
+            )
+        };
+        if flags != 0 {
+            // SAFETY: elem is live.
+            unsafe { sys::nftnl_set_elem_set_u32(elem, sys::NFTNL_SET_ELEM_FLAGS as u16, flags) };
+        }
+        if let Some(timeout) = timeout {
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            // SAFETY: elem is live.
+            unsafe { sys::nftnl_set_elem_set_u64(elem, sys::NFTNL_SET_ELEM_TIMEOUT as u16, ms) };
+            // SAFETY: elem is live.
+            unsafe { sys::nftnl_set_elem_set_u64(elem, sys::NFTNL_SET_ELEM_EXPIRATION as u16, ms) };
+        }
+        // SAFETY: both are live; the set takes ownership of elem and frees it with itself.
+        unsafe { sys::nftnl_set_elem_add(self.set.as_ptr(), elem) };
+    }
+}
+
+// SAFETY: `write` builds exactly one message of at most nft_nlmsg_maxsize() bytes into `buf`,
+// which the `NlMsg` contract guarantees is large enough.
+unsafe impl NlMsg for ElemMsg {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, _: MsgType) {
+        let (msg_type, flags) = self.op.header();
+        // SAFETY: buf has room for a whole message (NlMsg contract).
+        let header =
+            unsafe { sys::nftnl_nlmsg_build_hdr(buf.cast(), msg_type, FAMILY_INET, flags, seq) };
+        // SAFETY: header points into buf, right after which the payload fits; the set is live.
+        unsafe { sys::nftnl_set_elems_nlmsg_build_payload(header, self.set.as_ptr()) };
+    }
+}
+
+/// A set's properties as the kernel reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetInfo {
+    pub key_type: u32,
+    pub key_len: u32,
+    pub flags: u32,
+}
+
+/// Writes a `GETSET` request for `table`/`set` into `buf` (cleared first).
+pub fn get_set_request(buf: &mut Vec<u8>, table: &CStr, set: &CStr, seq: u32) {
+    let query = OwnedSet::named(table, set);
+    buf.clear();
+    buf.resize(4096, 0);
+    // SAFETY: buf holds 4096 bytes, ample for a header plus two names of at most 256 bytes.
+    let header = unsafe {
+        sys::nftnl_nlmsg_build_hdr(
+            buf.as_mut_ptr().cast(),
+            NFT_MSG_GETSET,
+            FAMILY_INET,
+            NLM_F_ACK,
+            seq,
+        )
+    };
+    // SAFETY: header is inside buf with room after it; the set is live.
+    unsafe { sys::nftnl_set_nlmsg_build_payload(header, query.as_ptr()) };
+    // SAFETY: header points to the message just written in buf.
+    let len = unsafe { (*header).nlmsg_len } as usize;
+    buf.truncate(len);
+}
+
+/// Parses a `NEWSET` reply message (one whole netlink message, 4-byte aligned).
+pub fn parse_set_reply(message: &[u8]) -> Option<SetInfo> {
+    if message.len() < 16 {
+        return None;
+    }
+    // libnftnl reads through a pointer: give it an aligned copy.
+    let mut aligned = vec![0u32; message.len().div_ceil(4)];
+    // SAFETY: aligned has at least message.len() bytes; the regions don't overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            message.as_ptr(),
+            aligned.as_mut_ptr().cast::<u8>(),
+            message.len(),
+        )
+    };
+    let owner = OwnedSet::new();
+    // SAFETY: aligned holds one complete netlink message whose own length field bounds the parse.
+    let parsed = unsafe { sys::nftnl_set_nlmsg_parse(aligned.as_ptr().cast(), owner.as_ptr()) };
+    if parsed < 0 {
+        return None;
+    }
+    let get = |attr: u32| {
+        // SAFETY: the set is live; an attribute that is absent reads as 0.
+        unsafe { sys::nftnl_set_get_u32(owner.as_ptr(), attr as u16) }
+    };
+    Some(SetInfo {
+        key_type: get(sys::NFTNL_SET_KEY_TYPE),
+        key_len: get(sys::NFTNL_SET_KEY_LEN),
+        flags: get(sys::NFTNL_SET_FLAGS),
+    })
+}
+
+/// An owned libnftnl set object (and, through it, its elements).
+#[derive(Debug)]
+struct OwnedSet(NonNull<sys::nftnl_set>);
+
+// SAFETY: the object is owned exclusively by this value and libnftnl keeps no global state about
+// it, so moving it to another thread is sound.
+unsafe impl Send for OwnedSet {}
+
+impl OwnedSet {
+    fn new() -> OwnedSet {
+        // SAFETY: nftnl_set_alloc has no preconditions; it returns NULL only when out of memory.
+        let ptr = unsafe { sys::nftnl_set_alloc() };
+        OwnedSet(NonNull::new(ptr).expect("libnftnl out of memory"))
+    }
+
+    fn named(table: &CStr, set: &CStr) -> OwnedSet {
+        let owned = OwnedSet::new();
+        // SAFETY: the set is live; libnftnl copies the string.
+        unsafe {
+            sys::nftnl_set_set_str(owned.as_ptr(), sys::NFTNL_SET_TABLE as u16, table.as_ptr())
+        };
+        // SAFETY: as above.
+        unsafe { sys::nftnl_set_set_str(owned.as_ptr(), sys::NFTNL_SET_NAME as u16, set.as_ptr()) };
+        owned
+    }
+
+    fn as_ptr(&self) -> *mut sys::nftnl_set {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for OwnedSet {
+    fn drop(&mut self) {
+        // SAFETY: we own the set and nothing uses it after this.
+        unsafe { sys::nftnl_set_free(self.0.as_ptr()) };
+    }
+}
+
+/// A C string for a table or set name; names come from validated config or constants.
+pub fn c_name(name: &str) -> CString {
+    CString::new(name).expect("nftables names contain no NUL byte")
+}
