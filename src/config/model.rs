@@ -88,6 +88,16 @@ pub mod tcp_flag {
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
     pub const URG: u8 = 0x20;
+
+    /// Each flag with its knockd name, in header bit order.
+    pub const NAMES: [(u8, &str); 6] = [
+        (FIN, "fin"),
+        (SYN, "syn"),
+        (RST, "rst"),
+        (PSH, "psh"),
+        (ACK, "ack"),
+        (URG, "urg"),
+    ];
 }
 
 /// A knockd `tcpflags` filter: bits that must be set and bits that must be clear.
@@ -104,13 +114,38 @@ impl TcpFlags {
     }
 }
 
+/// knockd syntax, required flags plain and forbidden ones with `!`, in header bit order
+/// (`syn,!ack`); the config parser reads it back.
+impl fmt::Display for TcpFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for &(bit, name) in &tcp_flag::NAMES {
+            let bang = match (self.set & bit != 0, self.clear & bit != 0) {
+                (true, _) => "",
+                (false, true) => "!",
+                (false, false) => continue,
+            };
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            write!(f, "{bang}{name}")?;
+        }
+        Ok(())
+    }
+}
+
 /// What a door's grant opens (or, on a close door, revokes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
     /// A service on this host: `22/tcp`.
     Local { port: u16, proto: Proto },
     /// A service behind the gateway, checked in the forward hook: `10.0.0.5:8080/tcp`.
-    Forward { addr: IpAddr, port: u16, proto: Proto },
+    Forward {
+        addr: IpAddr,
+        port: u16,
+        proto: Proto,
+    },
 }
 
 impl Target {
@@ -131,8 +166,16 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Local { port, proto } => write!(f, "{port}/{proto}"),
-            Target::Forward { addr: IpAddr::V4(a), port, proto } => write!(f, "{a}:{port}/{proto}"),
-            Target::Forward { addr: IpAddr::V6(a), port, proto } => write!(f, "[{a}]:{port}/{proto}"),
+            Target::Forward {
+                addr: IpAddr::V4(a),
+                port,
+                proto,
+            } => write!(f, "{a}:{port}/{proto}"),
+            Target::Forward {
+                addr: IpAddr::V6(a),
+                port,
+                proto,
+            } => write!(f, "[{a}]:{port}/{proto}"),
         }
     }
 }
