@@ -211,36 +211,20 @@ fn door<'a>(node: &Node<'a>) -> Result<ParsedDoor<'a>> {
     // From here on, messages show the door's name beside its index.
     let t = t.named(name);
     let (sequence, knocks) = sequence(&t)?;
-    let tcp_flags = optional(&t, "tcp_flags", |n| tcp_flags(n, &sequence))?;
-    let strict = optional(&t, "strict", |n| n.bool(EXPECT_STRICT))?.unwrap_or(false);
     let door = Door {
         name: name.to_owned(),
-        seq_timeout: optional(&t, "seq_timeout", |n| {
-            duration(
-                n,
-                EXPECT_SEQ_TIMEOUT,
-                Duration::from_nanos(1)..=Duration::MAX,
-            )
-        })?
-        .unwrap_or(DEFAULT_SEQ_TIMEOUT),
-        sequence,
-        tcp_flags,
-        scan_policy: if strict {
-            ScanPolicy::ResetOnOtherPorts
-        } else {
-            ScanPolicy::IgnoreOtherPorts
-        },
+        seq_timeout: optional(&t, "seq_timeout", seq_timeout)?.unwrap_or(DEFAULT_SEQ_TIMEOUT),
+        tcp_flags: optional(&t, "tcp_flags", |n| tcp_flags(n, &sequence))?,
+        scan_policy: optional(&t, "strict", scan_policy)?.unwrap_or_default(),
         targets: targets(&t.require("open", EXPECT_OPEN)?)?,
-        open_for: optional(&t, "open_for", |n| {
-            duration(n, EXPECT_OPEN_FOR, MIN_OPEN_FOR..=MAX_OPEN_FOR)
-        })?
-        .unwrap_or(DEFAULT_OPEN_FOR),
+        open_for: optional(&t, "open_for", open_for)?.unwrap_or(DEFAULT_OPEN_FOR),
         action: optional(&t, "action", action)?.unwrap_or(Action::Open),
+        sequence,
     };
-    let label = t.node.path.shown().to_owned();
     Ok(ParsedDoor {
         door,
-        label,
+        label: t.node.path.shown().to_owned(),
+        // Again, now shown with the door's name, for the duplicate check.
         name: t.require("name", EXPECT_NAME)?,
         knocks,
     })
@@ -321,6 +305,25 @@ fn target(node: &Node) -> Result<Target> {
         };
         node.invalid_found(EXPECT_TARGET, format!("{} ({hint})", describe(node.value)))
     })
+}
+
+fn seq_timeout(node: &Node) -> Result<Duration> {
+    duration(
+        node,
+        EXPECT_SEQ_TIMEOUT,
+        Duration::from_nanos(1)..=Duration::MAX,
+    )
+}
+
+fn scan_policy(node: &Node) -> Result<ScanPolicy> {
+    Ok(match node.bool(EXPECT_STRICT)? {
+        true => ScanPolicy::ResetOnOtherPorts,
+        false => ScanPolicy::IgnoreOtherPorts,
+    })
+}
+
+fn open_for(node: &Node) -> Result<Duration> {
+    duration(node, EXPECT_OPEN_FOR, MIN_OPEN_FOR..=MAX_OPEN_FOR)
 }
 
 fn action(node: &Node) -> Result<Action> {

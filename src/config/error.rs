@@ -12,7 +12,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read (missing, unreadable, not UTF-8).
-    #[error("{}: cannot read: {error}", path.display())]
+    #[error("{}: cannot read: {}", path.display(), reason(error))]
     Read { path: PathBuf, error: io::Error },
 
     /// The file is not valid TOML (this includes a key written twice).
@@ -71,6 +71,15 @@ impl fmt::Display for Origin {
             Origin::File(path) => write!(f, "{}", path.display()),
             Origin::Env(var) => f.write_str(var),
         }
+    }
+}
+
+/// The OS's description without Rust's ` (os error 2)` suffix, which tells a user nothing more.
+fn reason(error: &io::Error) -> String {
+    let text = error.to_string();
+    match (error.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(suffix)) => text[..suffix].to_owned(),
+        _ => text,
     }
 }
 

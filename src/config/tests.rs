@@ -255,7 +255,7 @@ fn missing_file_says_cannot_read() {
     let path = dir.path().join("absent.toml");
     let message = Config::load(&path).expect_err("missing").to_string();
     let expected = format!("{}: cannot read: No such file or directory", path.display());
-    assert!(message.starts_with(&expected), "{message}");
+    assert_eq!(message, expected);
 }
 
 #[test]
@@ -287,6 +287,15 @@ fn unknown_key_in_daemon() {
         message,
         "test.toml: daemon.queue: unknown key; expected one of queues, interfaces, table, \
          metrics, max_sources, log_format"
+    );
+}
+
+#[test]
+fn unknown_key_is_shown_as_toml_would_need_it() {
+    let message = rejected(&format!("[daemon]\n\"max sources\" = 5\n{SSH_DOOR}"));
+    assert_message(
+        &message,
+        &["test.toml: daemon.\"max sources\": unknown key; expected one of"],
     );
 }
 

@@ -1,9 +1,10 @@
 //! Typed reading of figment's merged value tree, keeping for every value its key path
 //! (`door[2] ("ssh").sequence[1]`) and its origin (the file, or the environment variable).
 //!
-//! We walk the tree ourselves instead of deriving `Deserialize`: serde's errors lose array
-//! indices, door names and the origin of values merged from several sources, and its expectations
-//! read like Rust types (`u16`, `a sequence`), not like the config's syntax.
+//! We walk the tree ourselves instead of deriving `Deserialize`. figment's serde errors do carry
+//! the path (`invalid type: found string "yes", expected a boolean for key "default.door.2.strict"`)
+//! but not the door's name, and they phrase expectations as Rust types; value checks (ports,
+//! durations) would need a second format. One walk gives one format for both.
 
 use std::path::Path;
 
@@ -31,10 +32,20 @@ impl KeyPath {
     fn key(&self, key: &str) -> KeyPath {
         let mut env_keys = self.env_keys.clone();
         env_keys.push(key.to_ascii_uppercase());
-        let shown = if self.shown.is_empty() {
+        // Show a key as TOML would need it written: `daemon."max sources"`.
+        let bare = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let key_shown = if bare {
             key.to_owned()
         } else {
-            format!("{}.{key}", self.shown)
+            format!("{key:?}")
+        };
+        let shown = if self.shown.is_empty() {
+            key_shown
+        } else {
+            format!("{}.{key_shown}", self.shown)
         };
         KeyPath { shown, env_keys }
     }
@@ -214,7 +225,7 @@ pub fn describe(value: &Value) -> String {
         Value::Bool(_, b) => b.to_string(),
         Value::Num(_, num) => integer(value)
             .map(|i| i.to_string())
-            .or_else(|| num.to_f64().map(|f| f.to_string()))
+            .or_else(|| num.to_f64().map(|f| format!("{f:?}")))
             .unwrap_or_else(|| "a number".to_owned()),
         Value::Empty(..) => "nothing".to_owned(),
         Value::Dict(..) => "a table".to_owned(),
