@@ -53,7 +53,8 @@ const EXPECT_QUEUES: &str = "a non-empty array of NFQUEUE numbers such as [0]";
 const EXPECT_QUEUE: &str = "an NFQUEUE number 0-65535";
 const EXPECT_INTERFACES: &str =
     "an array of interface names such as [\"wan0\"], or [] for all but lo";
-const EXPECT_INTERFACE: &str = "an interface name of 1-15 bytes without whitespace, '/' or ':'";
+const EXPECT_INTERFACE: &str = "an interface name of 1-15 bytes without whitespace, '/' or ':', \
+                                and at most a trailing * (\"ppp*\")";
 const EXPECT_TABLE: &str =
     "an nftables table name: 1-255 letters, digits or _-./, starting with a letter or _";
 const EXPECT_METRICS: &str =
@@ -130,7 +131,13 @@ fn queues(node: &Node) -> Result<Vec<u16>> {
         .iter()
         .map(|item| item.int::<u16>(EXPECT_QUEUE))
         .collect::<Result<Vec<_>>>()?;
-    each_once(&items, &queues, "each queue number once")?;
+    each_once(
+        &items,
+        &queues,
+        "each queue number once",
+        "also at",
+        PartialEq::eq,
+    )?;
     Ok(queues)
 }
 
@@ -140,7 +147,10 @@ fn interfaces(node: &Node) -> Result<Vec<String>> {
         .iter()
         .map(|item| checked_str(item, EXPECT_INTERFACE, parse::interface_name).map(str::to_owned))
         .collect::<Result<Vec<_>>>()?;
-    each_once(&items, &names, "each interface once")?;
+    let expected = "interfaces that don't overlap (\"ppp*\" covers every name starting with ppp)";
+    each_once(&items, &names, expected, "which overlaps", |a, b| {
+        parse::interfaces_overlap(a, b)
+    })?;
     Ok(names)
 }
 
@@ -246,14 +256,7 @@ fn sequence<'a>(t: &Table<'a>) -> Result<(Vec<KnockPort>, Vec<Node<'a>>)> {
 fn knock(node: &Node) -> Result<KnockPort> {
     let knock = match node.value {
         Value::String(_, s) => parse::knock(s),
-        Value::Num(..) => node
-            .int::<u16>(EXPECT_KNOCK)
-            .ok()
-            .filter(|&p| p != 0)
-            .map(|port| KnockPort {
-                port,
-                proto: Proto::Tcp,
-            }),
+        Value::Num(..) => parse::knock(&describe(node.value)),
         _ => None,
     };
     knock.ok_or_else(|| node.invalid(EXPECT_KNOCK))
@@ -281,7 +284,13 @@ fn tcp_flags(node: &Node, sequence: &[KnockPort]) -> Result<TcpFlags> {
 fn targets(node: &Node) -> Result<Vec<Target>> {
     let items = non_empty_array(node, EXPECT_OPEN)?;
     let targets = items.iter().map(target).collect::<Result<Vec<_>>>()?;
-    each_once(&items, &targets, "each target once")?;
+    each_once(
+        &items,
+        &targets,
+        "each target once",
+        "also at",
+        PartialEq::eq,
+    )?;
     Ok(targets)
 }
 
@@ -375,12 +384,18 @@ fn non_empty_array<'a>(node: &Node<'a>, expected: &str) -> Result<Vec<Node<'a>>>
     Ok(items)
 }
 
-/// Rejects the second of two equal values, naming where the first one is.
-fn each_once<T: PartialEq>(nodes: &[Node], values: &[T], expected: &str) -> Result<()> {
+/// Rejects the second of two values that are the `same`, naming where the first one is.
+fn each_once<T>(
+    nodes: &[Node],
+    values: &[T],
+    expected: &str,
+    relation: &str,
+    same: impl Fn(&T, &T) -> bool,
+) -> Result<()> {
     for (later, value) in values.iter().enumerate() {
-        if let Some(first) = values[..later].iter().position(|v| v == value) {
+        if let Some(first) = values[..later].iter().position(|v| same(v, value)) {
             let found = format!(
-                "{}, also at {}",
+                "{}, {relation} {}",
                 describe(nodes[later].value),
                 nodes[first].path.shown()
             );

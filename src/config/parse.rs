@@ -122,14 +122,25 @@ pub fn door_name(s: &str) -> bool {
 }
 
 /// What the kernel accepts as an interface name (`dev_valid_name`): 1-15 bytes, not `.` or `..`,
-/// no `/`, `:` or whitespace.
+/// no `/`, `:` or whitespace; plus nftables' wildcard, a trailing `*` (`ppp*`).
 pub fn interface_name(s: &str) -> bool {
+    let name = s.strip_suffix('*').unwrap_or(s);
     (1..=15).contains(&s.len())
-        && s != "."
-        && s != ".."
-        && !s
+        && name != "."
+        && name != ".."
+        && !name
             .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+            .any(|c| "/:*".contains(c) || c.is_whitespace() || c.is_control())
+}
+
+/// Whether two interface patterns match a common name: the kernel refuses overlapping elements
+/// in the interval set they go into.
+pub fn interfaces_overlap(a: &str, b: &str) -> bool {
+    let covers = |wild: &str, other: &str| {
+        wild.strip_suffix('*')
+            .is_some_and(|prefix| other.starts_with(prefix))
+    };
+    a == b || covers(a, b) || covers(b, a)
 }
 
 /// An identifier the `nft` command line accepts unquoted, so the operator can list the table;

@@ -411,9 +411,16 @@ fn interface_names_are_checked() {
     );
     assert_message(&daemon(r#"["a/b"]"#), &[expected]);
     assert_message(&daemon(r#"[""]"#), &[expected, "found \"\""]);
+    assert_message(&daemon(r#"["ppp**"]"#), &[expected, "found \"ppp**\""]);
+    let overlap = "expected interfaces that don't overlap";
     assert_message(
         &daemon(r#"["wan0", "wan0"]"#),
-        &["daemon.interfaces[1]: expected each interface once"],
+        &["daemon.interfaces[1]: ", overlap],
+    );
+    assert_eq!(
+        daemon(r#"["wan0", "ppp0", "ppp*"]"#),
+        "test.toml: daemon.interfaces[2]: expected interfaces that don't overlap (\"ppp*\" \
+         covers every name starting with ppp), found \"ppp*\", which overlaps daemon.interfaces[1]"
     );
 }
 

@@ -11,8 +11,8 @@ use std::path::Path;
 use figment::value::{Dict, Value};
 use figment::{Figment, Provider};
 
-use super::ENV_PREFIX;
 use super::error::{ConfigError, Origin};
+use super::{ENV_PREFIX, ENV_SEPARATOR};
 
 /// What every node needs to name its origin.
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +90,8 @@ impl<'a> Node<'a> {
     /// The file, or for an environment override the variable that set this value.
     pub fn origin(&self) -> Origin {
         if is_env(self.sources.figment.get_metadata(self.value.tag())) {
-            Origin::Env(format!("{ENV_PREFIX}{}", self.path.env_keys.join("__")))
+            let keys = self.path.env_keys.join(ENV_SEPARATOR);
+            Origin::Env(format!("{ENV_PREFIX}{keys}"))
         } else {
             Origin::File(self.sources.file.to_owned())
         }
