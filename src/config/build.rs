@@ -16,8 +16,8 @@ use super::model::{
 use super::parse::{self, FlagsError, TargetError};
 use super::tree::{Node, Table, describe};
 
-const TOP_KEYS: &[&str] = &["daemon", "door"];
-const DAEMON_KEYS: &[&str] = &[
+pub const TOP_KEYS: &[&str] = &["daemon", "door"];
+pub const DAEMON_KEYS: &[&str] = &[
     "queues",
     "interfaces",
     "table",
@@ -25,7 +25,7 @@ const DAEMON_KEYS: &[&str] = &[
     "max_sources",
     "log_format",
 ];
-const DOOR_KEYS: &[&str] = &[
+pub const DOOR_KEYS: &[&str] = &[
     "name",
     "sequence",
     "seq_timeout",

@@ -247,6 +247,49 @@ fn example_file_is_valid() {
     );
 }
 
+#[test]
+fn example_file_shows_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/knock-nfq.example.toml");
+    let text = fs::read_to_string(path).expect("example file");
+    let keys = build::DAEMON_KEYS.iter().chain(build::DOOR_KEYS);
+    for key in keys {
+        assert!(
+            text.contains(&format!("\n{key} = ")),
+            "the example doesn't show {key}"
+        );
+    }
+}
+
+#[test]
+fn string_syntaxes_at_their_edges() {
+    assert_eq!(parse::knock("+22"), None, "digits only");
+    assert_eq!(parse::knock("22:"), None);
+    assert_eq!(
+        parse::knock("65535:UDP").map(|k| k.to_string()).as_deref(),
+        Some("65535:udp")
+    );
+    assert_eq!(parse::target("[::1]"), Err(parse::TargetError::Syntax));
+    assert_eq!(
+        parse::target("[::1]:22"),
+        Err(parse::TargetError::NotForwardable)
+    );
+    assert_eq!(
+        parse::target("::ffff:10.0.0.1:22"),
+        Err(parse::TargetError::BareIpv6)
+    );
+    assert_eq!(
+        parse::target(" 192.0.2.10:8080/UDP ")
+            .map(|t| t.to_string())
+            .as_deref(),
+        Ok("192.0.2.10:8080/udp")
+    );
+    assert!(parse::tcp_flags("").is_err());
+    assert!(parse::tcp_flags("syn,,ack").is_err());
+    assert!(parse::interface_name("*"), "nftables' match-all wildcard");
+    assert!(!parse::interface_name("a*b"));
+    assert!(parse::table_name("knock_nfq") && !parse::table_name("9table"));
+}
+
 // ---- reading and syntax ----
 
 #[test]
