@@ -1,6 +1,74 @@
 //! Configuration: TOML (figment) plus `KNOCK_NFQ_` environment overrides, validated into
 //! [`model`] types.
+//!
+//! - `source`: the TOML text as a figment provider (syntax errors keep line and column).
+//! - `tree`: typed reading of the merged values, with key paths and origins for messages.
+//! - `build`: every check, from the value tree to [`Config`].
+//! - `parse`: the small string syntaxes (knocks, targets, TCP flags, names).
+//! - `error`: [`ConfigError`], whose `Display` is the full message for the user.
 
+mod build;
+mod error;
 pub mod model;
+mod parse;
+mod source;
+mod summary;
+mod tree;
 
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::Env;
+
+pub use error::{ConfigError, Origin};
 pub use model::*;
+
+/// Where the daemon looks without `--config`.
+pub const DEFAULT_PATH: &str = "/etc/knock-nfq/knock-nfq.toml";
+
+/// Environment overrides: `KNOCK_NFQ_DAEMON__MAX_SOURCES=5000` sets `daemon.max_sources`.
+pub const ENV_PREFIX: &str = "KNOCK_NFQ_";
+
+/// Separates nested keys in an override's name.
+const ENV_SEPARATOR: &str = "__";
+
+impl Config {
+    /// Reads the TOML file plus `KNOCK_NFQ_` environment overrides, and validates everything.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let env = Env::prefixed(ENV_PREFIX).split(ENV_SEPARATOR);
+        validate(
+            &Figment::from(source::TomlFile::parse(&text, path)?).merge(env),
+            path,
+        )
+    }
+
+    /// Like [`Config::load`] from a string, without environment overrides; `origin` names the
+    /// text in messages.
+    pub fn from_toml_str(toml: &str, origin: &Path) -> Result<Config, ConfigError> {
+        validate(
+            &Figment::from(source::TomlFile::parse(toml, origin)?),
+            origin,
+        )
+    }
+}
+
+fn validate(figment: &Figment, path: &Path) -> Result<Config, ConfigError> {
+    // The empty path is the root: the whole merged document, each value tagged with its source.
+    let root = figment.find_value("").map_err(|error| ConfigError::Merge {
+        path: path.to_owned(),
+        error: Box::new(error),
+    })?;
+    let sources = tree::Sources {
+        figment,
+        file: path,
+    };
+    build::config(&tree::Node::root(&root, sources), path)
+}

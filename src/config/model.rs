@@ -88,6 +88,16 @@ pub mod tcp_flag {
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
     pub const URG: u8 = 0x20;
+
+    /// Each flag with its knockd name, in header bit order.
+    pub const NAMES: [(u8, &str); 6] = [
+        (FIN, "fin"),
+        (SYN, "syn"),
+        (RST, "rst"),
+        (PSH, "psh"),
+        (ACK, "ack"),
+        (URG, "urg"),
+    ];
 }
 
 /// A knockd `tcpflags` filter: bits that must be set and bits that must be clear.
@@ -101,6 +111,27 @@ impl TcpFlags {
     /// Whether a packet with these header flags passes the filter.
     pub fn matches(self, flags: u8) -> bool {
         flags & self.set == self.set && flags & self.clear == 0
+    }
+}
+
+/// knockd syntax, required flags plain and forbidden ones with `!`, in header bit order
+/// (`syn,!ack`); the config parser reads it back.
+impl fmt::Display for TcpFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for &(bit, name) in &tcp_flag::NAMES {
+            let bang = match (self.set & bit != 0, self.clear & bit != 0) {
+                (true, _) => "",
+                (false, true) => "!",
+                (false, false) => continue,
+            };
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            write!(f, "{bang}{name}")?;
+        }
+        Ok(())
     }
 }
 

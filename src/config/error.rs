@@ -1,0 +1,89 @@
+//! Why a configuration was rejected. Every message says where (the file, or the environment
+//! variable that set the value), which key, what was expected and what was found.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// A rejected configuration, one variant per stage: reading, TOML syntax, structure, values.
+///
+/// `Display` is the complete message for the user. The variants carry no `source()` chain on
+/// purpose, so printing with `{:#}` or anyhow's `Caused by` does not repeat the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read (missing, unreadable, not UTF-8).
+    #[error("{}: cannot read: {}", path.display(), reason(error))]
+    Read { path: PathBuf, error: io::Error },
+
+    /// The file is not valid TOML (this includes a key written twice).
+    #[error("{}{}: invalid TOML: {message}", path.display(), at(*position))]
+    Syntax {
+        path: PathBuf,
+        /// 1-based line and column, when the parser knows them.
+        position: Option<(usize, usize)>,
+        message: String,
+    },
+
+    /// A key that the configuration contract doesn't know (often a typo).
+    #[error("{origin}: {key}: unknown key; expected one of {}", expected.join(", "))]
+    UnknownKey {
+        origin: Origin,
+        key: String,
+        expected: &'static [&'static str],
+    },
+
+    /// A required key is absent.
+    #[error("{origin}: {key}: missing; expected {expected}")]
+    Missing {
+        origin: Origin,
+        key: String,
+        expected: String,
+    },
+
+    /// A value of the wrong type, out of range, malformed, or in conflict with another key.
+    #[error("{origin}: {key}: expected {expected}, found {found}")]
+    Invalid {
+        origin: Origin,
+        key: String,
+        expected: String,
+        found: String,
+    },
+
+    /// figment could not merge its sources; not expected, as both providers are infallible.
+    #[error("{}: {error}", path.display())]
+    Merge {
+        path: PathBuf,
+        error: Box<figment::Error>,
+    },
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    /// An environment override; the full variable name, e.g. `KNOCK_NFQ_DAEMON__MAX_SOURCES`.
+    Env(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Env(var) => f.write_str(var),
+        }
+    }
+}
+
+/// The OS's description without Rust's ` (os error 2)` suffix, which tells a user nothing more.
+fn reason(error: &io::Error) -> String {
+    let text = error.to_string();
+    match (error.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(suffix)) => text[..suffix].to_owned(),
+        _ => text,
+    }
+}
+
+/// `:LINE:COLUMN`, the form editors and terminals jump to.
+fn at(position: Option<(usize, usize)>) -> String {
+    position.map_or_else(String::new, |(line, column)| format!(":{line}:{column}"))
+}

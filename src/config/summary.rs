@@ -1,0 +1,36 @@
+//! One line per door for `knock-nfq check`.
+
+use humantime::format_duration;
+
+use super::model::{Action, Door, ScanPolicy};
+
+impl Door {
+    /// What the door does, in the config's own syntax, e.g.
+    /// `ssh: 7000:tcp 8000:tcp 9000:udp within 15s, flags syn,!ack -> open 22/tcp for 30s`.
+    pub fn summary(&self) -> String {
+        let knocks: Vec<String> = self.sequence.iter().map(ToString::to_string).collect();
+        let mut line = format!(
+            "{}: {} within {}",
+            self.name,
+            knocks.join(" "),
+            format_duration(self.seq_timeout)
+        );
+        if let Some(flags) = self.tcp_flags {
+            line.push_str(&format!(", flags {flags}"));
+        }
+        if self.scan_policy == ScanPolicy::ResetOnOtherPorts {
+            line.push_str(", strict");
+        }
+        let targets: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
+        line.push_str(&format!(
+            " -> {} {}",
+            self.action.name(),
+            targets.join(", ")
+        ));
+        // A close door revokes; its grant lifetime means nothing.
+        if self.action == Action::Open {
+            line.push_str(&format!(" for {}", format_duration(self.open_for)));
+        }
+        line
+    }
+}
