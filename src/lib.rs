@@ -11,3 +11,4 @@
 //!   instructions; no I/O, no clock reads, a bounded source table.
 //! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into a [`engine::Knock`].
 pub mod config;
+pub mod engine;

@@ -110,7 +110,11 @@ pub enum Target {
     /// A service on this host: `22/tcp`.
     Local { port: u16, proto: Proto },
     /// A service behind the gateway, checked in the forward hook: `10.0.0.5:8080/tcp`.
-    Forward { addr: IpAddr, port: u16, proto: Proto },
+    Forward {
+        addr: IpAddr,
+        port: u16,
+        proto: Proto,
+    },
 }
 
 impl Target {
@@ -131,8 +135,16 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Local { port, proto } => write!(f, "{port}/{proto}"),
-            Target::Forward { addr: IpAddr::V4(a), port, proto } => write!(f, "{a}:{port}/{proto}"),
-            Target::Forward { addr: IpAddr::V6(a), port, proto } => write!(f, "[{a}]:{port}/{proto}"),
+            Target::Forward {
+                addr: IpAddr::V4(a),
+                port,
+                proto,
+            } => write!(f, "{a}:{port}/{proto}"),
+            Target::Forward {
+                addr: IpAddr::V6(a),
+                port,
+                proto,
+            } => write!(f, "[{a}]:{port}/{proto}"),
         }
     }
 }
