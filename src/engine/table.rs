@@ -246,16 +246,30 @@ impl SourceTable {
             return slot;
         }
         if self.slots.len() == self.slots.capacity() {
-            let extra = self.slots.capacity().max(MIN_GROWTH);
-            let extra = extra.min(self.max - self.slots.len());
-            self.slots.reserve_exact(extra);
-            self.overflow.reserve_exact(extra * self.overflow_stride);
+            self.grow();
         }
         let slot = u32::try_from(self.slots.len()).expect("slots are bounded by max < u32::MAX");
         self.slots.push(Attempt::EMPTY);
         let overflow_len = self.overflow.len() + self.overflow_stride;
         self.overflow.resize(overflow_len, Tracked::default());
         slot
+    }
+}
+
+impl SourceTable {
+    /// Doubles the slab (capped at the bound) and sizes the index for twice as many entries:
+    /// hashbrown then always clears removal tombstones in place instead of growing, so once the
+    /// slab stops growing nothing allocates, and memory per source is predictable.
+    fn grow(&mut self) {
+        let extra = self.slots.capacity().max(MIN_GROWTH);
+        let extra = extra.min(self.max - self.slots.len());
+        self.slots.reserve_exact(extra);
+        self.overflow.reserve_exact(extra * self.overflow_stride);
+        let index_entries = 2 * self.slots.capacity();
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.reserve(index_entries - self.index.len(), |&s| {
+            hasher.hash_one(slots[idx(s)].key)
+        });
     }
 }
 
