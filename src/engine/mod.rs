@@ -29,6 +29,7 @@
 //! `Advance`, for the same door), plus `Expired` events for attempts the sweep removed.
 //! Time has millisecond granularity.
 
+mod index;
 mod plan;
 mod reload;
 mod step;
@@ -44,6 +45,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::model::{Action, Door, KnockPort, Proto};
+use index::SourceHash;
 use plan::{DoorPlan, OtherPorts, PortKind};
 use step::{Packet, Repeat, Step};
 use table::{LastKnock, SourceKey, SourceTable, Tracked, source_key};
@@ -269,20 +271,21 @@ impl Engine {
 
     fn track(&mut self, source: IpAddr, packet: &Packet) -> Eviction {
         let key = source_key(source);
-        let fate = match self.table.find(key) {
+        let hash = self.table.hash(key);
+        let fate = match self.table.find(key, hash) {
             Some(slot) => self.continue_attempt(slot, source, packet),
             None => PacketFate::Unused,
         };
         match fate {
             PacketFate::Absorbed => Eviction::None,
-            PacketFate::Unused => self.start_attempt(key, source, packet),
+            PacketFate::Unused => self.start_attempt((key, hash), source, packet),
         }
     }
 
     fn continue_attempt(&mut self, slot: u32, source: IpAddr, packet: &Packet) -> PacketFate {
         let attempt = *self.table.get(slot);
         let age_ms = packet.now_ms.saturating_sub(attempt.started_ms);
-        let repeat = Repeat::of(packet, attempt.last);
+        let repeat = Repeat::of(packet, attempt.started_ms, attempt.last);
         self.table.load_doors(slot, &mut self.scratch);
         let mut advanced = false;
         let mut kept = 0;
@@ -307,7 +310,7 @@ impl Engine {
         } else {
             self.table.store_doors(slot, &self.scratch);
             if advanced {
-                self.table.get_mut(slot).last = last_knock(packet);
+                self.table.get_mut(slot).last = last_knock(packet, attempt.started_ms);
             }
         }
         if kept == 0 && !advanced {
@@ -332,7 +335,12 @@ impl Engine {
         self.output.event(door, result);
     }
 
-    fn start_attempt(&mut self, key: SourceKey, source: IpAddr, packet: &Packet) -> Eviction {
+    fn start_attempt(
+        &mut self,
+        (key, hash): (SourceKey, SourceHash),
+        source: IpAddr,
+        packet: &Packet,
+    ) -> Eviction {
         self.scratch.clear();
         for &door in self.plan.starters(packet.port) {
             let rules = self.plan.door(door);
@@ -349,8 +357,9 @@ impl Engine {
         if self.scratch.is_empty() {
             return Eviction::None;
         }
+        let last = last_knock(packet, packet.now_ms);
         self.table
-            .insert(key, packet.now_ms, last_knock(packet), &self.scratch)
+            .insert(key, hash, packet.now_ms, last, &self.scratch)
     }
 
     /// Expires up to [`SWEEP_BUDGET`] of the oldest attempts, once past every door's timeout.
@@ -389,7 +398,14 @@ impl Engine {
                 });
             if !self.scratch.is_empty() {
                 let attempt = self.table.get(slot);
-                table.insert(attempt.key, attempt.started_ms, attempt.last, &self.scratch);
+                let hash = table.hash(attempt.key);
+                table.insert(
+                    attempt.key,
+                    hash,
+                    attempt.started_ms,
+                    attempt.last,
+                    &self.scratch,
+                );
             }
         }
         self.plan = plan;
@@ -405,9 +421,10 @@ impl Engine {
     }
 }
 
-fn last_knock(packet: &Packet) -> LastKnock {
+fn last_knock(packet: &Packet, started_ms: u64) -> LastKnock {
+    let after_start_ms = packet.now_ms.saturating_sub(started_ms);
     LastKnock {
-        at_ms: packet.now_ms,
+        after_start_ms: u32::try_from(after_start_ms).unwrap_or(u32::MAX),
         port: packet.port.port,
         proto: packet.port.proto,
     }

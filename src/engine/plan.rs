@@ -1,8 +1,6 @@
 //! The doors, precomputed for per-packet lookups: a knock-port bitset, the doors each first port
 //! starts, timeouts in the engine's millisecond clock.
 
-use std::collections::HashMap;
-
 use crate::config::model::{Door, KnockPort, Proto, ScanPolicy};
 
 /// Whether a packet's (proto, port) belongs to any door's sequence.
@@ -53,13 +51,24 @@ impl PortSet {
     }
 }
 
+/// A (proto, port) pair as one orderable number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct PortKey(u32);
+
+impl PortKey {
+    fn of(port: KnockPort) -> PortKey {
+        PortKey(u32::from(port.proto.number()) << 16 | u32::from(port.port))
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct DoorPlan {
     doors: Vec<Door>,
     timeouts_ms: Vec<u64>,
     knock_ports: PortSet,
-    /// Door ids (ascending) whose sequence starts at a port.
-    starters: HashMap<KnockPort, Vec<u16>>,
+    /// First ports, sorted, each with the door ids (ascending) whose sequence starts there:
+    /// a binary search over a few entries beats hashing the port.
+    starters: Vec<(PortKey, Vec<u16>)>,
     max_doors_per_attempt: usize,
     max_timeout_ms: u64,
     other_ports: OtherPorts,
@@ -71,14 +80,18 @@ impl DoorPlan {
     pub fn new(doors: Vec<Door>) -> DoorPlan {
         assert!(doors.len() <= 1 << 16, "at most 65536 doors");
         let mut knock_ports = PortSet::new();
-        let mut starters: HashMap<KnockPort, Vec<u16>> = HashMap::new();
+        let mut starters: Vec<(PortKey, Vec<u16>)> = Vec::new();
         for (id, door) in doors.iter().enumerate() {
             door.sequence
                 .iter()
                 .for_each(|&port| knock_ports.insert(port));
-            if let Some(&first) = door.sequence.first() {
-                let id = u16::try_from(id).expect("checked above");
-                starters.entry(first).or_default().push(id);
+            let Some(&first) = door.sequence.first() else {
+                continue;
+            };
+            let id = u16::try_from(id).expect("checked above");
+            match starters.binary_search_by_key(&PortKey::of(first), |(key, _)| *key) {
+                Ok(found) => starters[found].1.push(id),
+                Err(at) => starters.insert(at, (PortKey::of(first), vec![id])),
             }
         }
         let timeouts_ms: Vec<u64> = doors.iter().map(|d| millis(d.seq_timeout)).collect();
@@ -86,7 +99,7 @@ impl DoorPlan {
             .iter()
             .any(|d| d.scan_policy == ScanPolicy::ResetOnOtherPorts);
         DoorPlan {
-            max_doors_per_attempt: starters.values().map(Vec::len).max().unwrap_or(0),
+            max_doors_per_attempt: starters.iter().map(|(_, ids)| ids.len()).max().unwrap_or(0),
             max_timeout_ms: timeouts_ms.iter().copied().max().unwrap_or(0),
             other_ports: if strict {
                 OtherPorts::ResetStrictDoors
@@ -122,7 +135,13 @@ impl DoorPlan {
 
     /// Doors whose sequence starts at `port`, ascending.
     pub fn starters(&self, port: KnockPort) -> &[u16] {
-        self.starters.get(&port).map_or(&[], Vec::as_slice)
+        match self
+            .starters
+            .binary_search_by_key(&PortKey::of(port), |(key, _)| *key)
+        {
+            Ok(found) => &self.starters[found].1,
+            Err(_) => &[],
+        }
     }
 
     /// The most doors one attempt can track: the most doors sharing a first port.

@@ -189,19 +189,19 @@ mod table {
         fn table_matches_a_fifo_model(ops in proptest::collection::vec(op(), 1..200), max in 1..12usize) {
             let mut table = SourceTable::new(max, 6);
             let mut model: VecDeque<u128> = VecDeque::new();
-            let last = LastKnock { at_ms: 0, port: 1, proto: Proto::Tcp };
+            let last = LastKnock { after_start_ms: 0, port: 1, proto: Proto::Tcp };
             let mut loaded = Vec::new();
             for op in ops {
                 match op {
                     Op::Insert(key) if !model.contains(&key) => {
-                        let eviction = table.insert(key, 0, last, &doors_of(key));
+                        let eviction = table.insert(key, table.hash(key), 0, last, &doors_of(key));
                         let expected = if model.len() == max { model.pop_front(); Eviction::Oldest } else { Eviction::None };
                         prop_assert_eq!(eviction, expected);
                         model.push_back(key);
                     }
                     Op::Insert(_) => {}
                     Op::Remove(key) => {
-                        if let Some(slot) = table.find(key) {
+                        if let Some(slot) = table.find(key, table.hash(key)) {
                             table.remove(slot);
                         }
                         model.retain(|&k| k != key);
@@ -211,7 +211,7 @@ mod table {
                 let order: Vec<u128> = table.oldest_first().map(|slot| table.get(slot).key).collect();
                 prop_assert_eq!(&order, &Vec::from(model.clone()));
                 for &key in &model {
-                    let slot = table.find(key);
+                    let slot = table.find(key, table.hash(key));
                     prop_assert!(slot.is_some());
                     table.load_doors(slot.unwrap_or_default(), &mut loaded);
                     prop_assert_eq!(&loaded, &doors_of(key));
@@ -219,4 +219,41 @@ mod table {
             }
         }
     }
+}
+
+mod index {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::super::index::{SlotIndex, SourceHash};
+
+    proptest! {
+        /// Heavy collisions (8 distinct hashes) and wrap-around: every live slot stays findable
+        /// under its hash after any sequence of inserts and backward-shift removals.
+        #[test]
+        fn index_finds_exactly_the_live_slots(ops in proptest::collection::vec((0..24u32, 0..8u32), 1..300)) {
+            let mut index = SlotIndex::with_capacity(12);
+            let mut live: BTreeMap<u32, SourceHash> = BTreeMap::new();
+            for (slot, hash) in ops {
+                if let Some(filed) = live.remove(&slot) {
+                    index.remove(filed, slot);
+                } else if live.len() < index.capacity() {
+                    let hash = SourceHash(hash.wrapping_mul(0x9e37_79b9) | hash);
+                    index.insert(hash, slot);
+                    live.insert(slot, hash);
+                }
+                for candidate in 0..24u32 {
+                    let hash = live.get(&candidate).copied().unwrap_or(SourceHash(candidate));
+                    let found = index.find(hash, |s| s == candidate);
+                    prop_assert_eq!(found.is_some(), live.contains_key(&candidate));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_attempt_record_is_one_cache_line() {
+    assert_eq!(std::mem::size_of::<super::table::Attempt>(), 64);
 }

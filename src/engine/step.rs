@@ -23,10 +23,11 @@ pub(super) enum Repeat {
 }
 
 impl Repeat {
-    pub fn of(packet: &Packet, last: LastKnock) -> Repeat {
+    pub fn of(packet: &Packet, started_ms: u64, last: LastKnock) -> Repeat {
         let window_ms = super::plan::millis(DUPLICATE_WINDOW);
         let same_port = last.port == packet.port.port && last.proto == packet.port.proto;
-        if same_port && packet.now_ms.saturating_sub(last.at_ms) <= window_ms {
+        let last_ms = started_ms.saturating_add(u64::from(last.after_start_ms));
+        if same_port && packet.now_ms.saturating_sub(last_ms) <= window_ms {
             Repeat::Duplicate
         } else {
             Repeat::Fresh

@@ -1,18 +1,22 @@
 //! The bounded source table: one compact record per source with a live attempt.
 //!
-//! Records live in a `Vec`-backed slab and are found through a `HashTable<u32>` of slab slots
+//! Records live in a `Vec`-backed slab and are found through a [`SlotIndex`] of slab slots
 //! (the key is stored once, in the record). An intrusive doubly-linked list orders records by
 //! start time, oldest first, for eviction and the expiry sweep; free slots are chained through
-//! the same `next` field. Once the slab and the index have reached their peak size, nothing here
-//! allocates.
+//! the same `next` field. Once the slab has reached its peak size, nothing here allocates.
+//!
+//! Sources are hashed with std's `RandomState` (SipHash-1-3, randomly keyed): source addresses
+//! are chosen by whoever sends packets, spoofing included, so the index must not be floodable
+//! with colliding keys. It costs about 20 ns per packet on the reference machine (see
+//! docs/BENCHMARKS.md); faster hashers (foldhash, ahash) do not claim resistance against an
+//! attacker probing a long-running process.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use hashbrown::HashTable;
-
 use super::Eviction;
+use super::index::{SlotIndex, SourceHash};
 use crate::config::model::Proto;
 
 /// A source address, IPv4 mapped into IPv6 space, as one integer.
@@ -39,18 +43,21 @@ pub(super) const INLINE_DOORS: usize = 4;
 /// The source's last knock that advanced a door, for duplicate (retransmit) detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct LastKnock {
-    pub at_ms: u64,
+    /// Since the attempt's start, saturating: 8 bytes in all instead of 16.
+    pub after_start_ms: u32,
     pub port: u16,
     pub proto: Proto,
 }
 
-/// One source's attempt. Aligned to a cache line: one miss per lookup hit.
+/// One source's attempt: 61 bytes, aligned to a cache line so that reading it is one miss.
 #[derive(Debug, Clone, Copy)]
 #[repr(align(64))]
 pub(super) struct Attempt {
     pub key: SourceKey,
     pub started_ms: u64,
     pub last: LastKnock,
+    /// Where the index files this record, so removal needs no rehash.
+    hash: SourceHash,
     prev: u32,
     next: u32,
     len: u8,
@@ -62,10 +69,11 @@ impl Attempt {
         key: 0,
         started_ms: 0,
         last: LastKnock {
-            at_ms: 0,
+            after_start_ms: 0,
             port: 0,
             proto: Proto::Tcp,
         },
+        hash: SourceHash(0),
         prev: NONE,
         next: NONE,
         len: 0,
@@ -79,7 +87,7 @@ const MIN_GROWTH: usize = 1024;
 
 #[derive(Debug)]
 pub(super) struct SourceTable {
-    index: HashTable<u32>,
+    index: SlotIndex,
     hasher: RandomState,
     slots: Vec<Attempt>,
     /// `overflow_stride` extra tracked doors per slot, for configs where more than
@@ -99,7 +107,7 @@ impl SourceTable {
         // Slots are u32 and NONE is reserved.
         let max = max.clamp(1, NONE as usize);
         SourceTable {
-            index: HashTable::new(),
+            index: SlotIndex::with_capacity(0),
             hasher: RandomState::new(),
             slots: Vec::new(),
             overflow: Vec::new(),
@@ -116,12 +124,18 @@ impl SourceTable {
         self.len
     }
 
-    pub fn find(&self, key: SourceKey) -> Option<u32> {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "folds the hash into 32 bits"
+    )]
+    pub fn hash(&self, key: SourceKey) -> SourceHash {
         let hash = self.hasher.hash_one(key);
-        let slots = &self.slots;
+        SourceHash((hash >> 32) as u32 ^ hash as u32)
+    }
+
+    pub fn find(&self, key: SourceKey, hash: SourceHash) -> Option<u32> {
         self.index
-            .find(hash, |&slot| slots[idx(slot)].key == key)
-            .copied()
+            .find(hash, |slot| self.slots[idx(slot)].key == key)
     }
 
     pub fn get(&self, slot: u32) -> &Attempt {
@@ -174,6 +188,7 @@ impl SourceTable {
     pub fn insert(
         &mut self,
         key: SourceKey,
+        hash: SourceHash,
         started_ms: u64,
         last: LastKnock,
         doors: &[Tracked],
@@ -190,24 +205,19 @@ impl SourceTable {
             key,
             started_ms,
             last,
+            hash,
             prev: self.newest,
             ..Attempt::EMPTY
         };
         self.store_doors(slot, doors);
         self.link_newest(slot);
-        let hash = self.hasher.hash_one(key);
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index
-            .insert_unique(hash, slot, |&s| hasher.hash_one(slots[idx(s)].key));
+        self.index.insert(hash, slot);
         self.len += 1;
         eviction
     }
 
     pub fn remove(&mut self, slot: u32) {
-        let hash = self.hasher.hash_one(self.slots[idx(slot)].key);
-        if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
-            entry.remove();
-        }
+        self.index.remove(self.slots[idx(slot)].hash, slot);
         self.unlink(slot);
         self.slots[idx(slot)].next = self.free_head;
         self.free_head = slot;
@@ -257,19 +267,15 @@ impl SourceTable {
 }
 
 impl SourceTable {
-    /// Doubles the slab (capped at the bound) and sizes the index for twice as many entries:
-    /// hashbrown then always clears removal tombstones in place instead of growing, so once the
-    /// slab stops growing nothing allocates, and memory per source is predictable.
+    /// Doubles the slab, capped at the bound, and the index with it.
     fn grow(&mut self) {
         let extra = self.slots.capacity().max(MIN_GROWTH);
         let extra = extra.min(self.max - self.slots.len());
         self.slots.reserve_exact(extra);
         self.overflow.reserve_exact(extra * self.overflow_stride);
-        let index_entries = 2 * self.slots.capacity();
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.reserve(index_entries - self.index.len(), |&s| {
-            hasher.hash_one(slots[idx(s)].key)
-        });
+        if self.index.capacity() < self.slots.capacity() {
+            self.index = self.index.resized(self.slots.capacity());
+        }
     }
 }
 
