@@ -9,8 +9,23 @@
 //! - [`config`]: the TOML file (figment) into typed, validated structs; errors name file and key.
 //! - [`engine`]: the pure knock state machine. `on_packet(now, knock)` returns a verdict and grant
 //!   instructions; no I/O, no clock reads, a bounded source table.
-//! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into a [`engine::Knock`].
+//! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into an [`engine::Knock`].
+//! - [`queue`]: NFQUEUE workers (nfq), one blocking thread per queue: parse, decide, commit
+//!   grants, send the verdict.
 //! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
-//!   grants with per-element timeouts. The only unsafe code lives in `nft::sys`.
+//!   grants with per-element timeouts. Its unsafe code lives in `nft::sys`.
+//! - [`metrics`]: the Prometheus registry; label children resolved up front.
+//! - [`daemon`]: `knock-nfq run`: startup, the shared sharded engine state, signals and reloads,
+//!   the `/metrics` endpoint.
+//! - [`cli`]: the command line and the commands that are not the daemon (`check`).
+//!
+//! The binary (`main.rs`) only parses arguments, loads the config, sets up tracing and calls in.
+
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod metrics;
 pub mod nft;
+pub mod packet;
+pub mod queue;
