@@ -1,1 +1,48 @@
-fn main() {}
+//! The `knock-nfq` binary: parse arguments, load config, set up tracing, call the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use knock_nfq::cli::{self, Cli, Command};
+use knock_nfq::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Check(args) => check(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("knock-nfq: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &cli::ConfigArg) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    init_tracing(config.daemon.log_format);
+    knock_nfq::daemon::run(config).context("the daemon stopped on an error")
+}
+
+fn check(args: &cli::ConfigArg) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    cli::check(&config, &mut std::io::stdout())?;
+    Ok(())
+}
+
+/// Level from `RUST_LOG` (default `info`); text or JSON lines on stderr (journald keeps them).
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

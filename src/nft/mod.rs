@@ -220,7 +220,7 @@ impl Nft {
         }
         self.add_interfaces(&mut batch, &config.daemon.interfaces);
         self.add_ports(&mut batch, &config.doors);
-        self.commit(batch)
+        self.commit(&batch)
     }
 
     fn add_interfaces(&self, batch: &mut ElemBatch, names: &[String]) {
@@ -295,7 +295,7 @@ impl Nft {
         if batch.messages.is_empty() {
             return Ok(());
         }
-        self.commit(batch)
+        self.commit(&batch)
     }
 
     fn add_grant(&self, batch: &mut ElemBatch, source: IpAddr, door: &Door) {
@@ -315,7 +315,7 @@ impl Nft {
     }
 
     /// Sends one batch and checks the reply to every message.
-    fn commit(&mut self, batch: ElemBatch) -> Result<(), NftError> {
+    fn commit(&mut self, batch: &ElemBatch) -> Result<(), NftError> {
         let mut nl_batch = Batch::new();
         for (_, message) in &batch.messages {
             nl_batch.add(message, MsgType::Add);

@@ -177,11 +177,12 @@ mod tests {
             let padded: u32 = set
                 .fields
                 .iter()
-                .map(|f| match *f {
-                    IPV4_ADDR => 4,
-                    IPV6_ADDR => 16,
-                    IFNAME => 16,
-                    _ => 4,
+                .map(|f| {
+                    if matches!(*f, IPV6_ADDR | IFNAME) {
+                        16
+                    } else {
+                        4
+                    }
                 })
                 .sum();
             let expected = if set.fields.len() == 1 && set.fields[0] == INET_PROTO {

@@ -25,6 +25,10 @@ pub struct Socket {
     buf: Vec<u8>,
 }
 
+// SAFETY: the mnl_socket (an fd and its port id) is owned exclusively by this value and libmnl
+// keeps no per-thread state about it, so moving it to another thread is sound. It is not Sync.
+unsafe impl Send for Socket {}
+
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket")
@@ -86,7 +90,7 @@ fn set_option(fd: i32, option: i32) -> io::Result<()> {
             libc::SOL_NETLINK,
             option,
             (&raw const on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).expect("fits"),
         )
     };
     if rc < 0 {
@@ -111,7 +115,9 @@ pub fn parse_replies(mut buf: &[u8], out: &mut Vec<Reply>) {
         let seq = u32_at(buf, 8).unwrap_or(0);
         match kind {
             NLMSG_ERROR => {
-                let errno = u32_at(buf, NLMSG_HDRLEN).map_or(0, |e| e.cast_signed());
+                let errno = buf
+                    .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
+                    .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
                 out.push(Reply::Ack { seq, errno: -errno });
             }
             NLMSG_DONE => {}

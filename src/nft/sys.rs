@@ -22,8 +22,14 @@ const NFT_MSG_DESTROYSETELEM: u16 = 30;
 /// `NFT_SET_ELEM_INTERVAL_END`.
 pub const ELEM_INTERVAL_END: u32 = 0x1;
 
-const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
-const NLM_F_CREATE: u16 = libc::NLM_F_CREATE as u16;
+/// `NLM_F_ACK` and `NLM_F_CREATE` (linux/netlink.h), as the header's u16 flags field takes them.
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_CREATE: u16 = 0x400;
+
+/// libnftnl's attribute ids are small enums, passed as u16 by some of its functions.
+fn attr(id: u32) -> u16 {
+    u16::try_from(id).expect("libnftnl attribute ids fit in u16")
+}
 
 /// What an element message does to its set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,21 +78,21 @@ impl ElemMsg {
         unsafe {
             sys::nftnl_set_elem_set(
                 elem,
-                sys::NFTNL_SET_ELEM_KEY as u16,
+                attr(sys::NFTNL_SET_ELEM_KEY),
                 key.as_ptr().cast::<c_void>(),
                 key_len,
             )
         };
         if flags != 0 {
             // SAFETY: elem is live.
-            unsafe { sys::nftnl_set_elem_set_u32(elem, sys::NFTNL_SET_ELEM_FLAGS as u16, flags) };
+            unsafe { sys::nftnl_set_elem_set_u32(elem, attr(sys::NFTNL_SET_ELEM_FLAGS), flags) };
         }
         if let Some(timeout) = timeout {
             let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
             // SAFETY: elem is live.
-            unsafe { sys::nftnl_set_elem_set_u64(elem, sys::NFTNL_SET_ELEM_TIMEOUT as u16, ms) };
+            unsafe { sys::nftnl_set_elem_set_u64(elem, attr(sys::NFTNL_SET_ELEM_TIMEOUT), ms) };
             // SAFETY: elem is live.
-            unsafe { sys::nftnl_set_elem_set_u64(elem, sys::NFTNL_SET_ELEM_EXPIRATION as u16, ms) };
+            unsafe { sys::nftnl_set_elem_set_u64(elem, attr(sys::NFTNL_SET_ELEM_EXPIRATION), ms) };
         }
         // SAFETY: both are live; the set takes ownership of elem and frees it with itself.
         unsafe { sys::nftnl_set_elem_add(self.set.as_ptr(), elem) };
@@ -143,23 +149,20 @@ pub fn parse_set_reply(message: &[u8]) -> Option<SetInfo> {
     }
     // libnftnl reads through a pointer: give it an aligned copy.
     let mut aligned = vec![0u32; message.len().div_ceil(4)];
-    // SAFETY: aligned has at least message.len() bytes; the regions don't overlap.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            message.as_ptr(),
-            aligned.as_mut_ptr().cast::<u8>(),
-            message.len(),
-        )
-    };
+    for (word, chunk) in aligned.iter_mut().zip(message.chunks(4)) {
+        let mut bytes = [0; 4];
+        bytes[..chunk.len()].copy_from_slice(chunk);
+        *word = u32::from_ne_bytes(bytes);
+    }
     let owner = OwnedSet::new();
     // SAFETY: aligned holds one complete netlink message whose own length field bounds the parse.
     let parsed = unsafe { sys::nftnl_set_nlmsg_parse(aligned.as_ptr().cast(), owner.as_ptr()) };
     if parsed < 0 {
         return None;
     }
-    let get = |attr: u32| {
+    let get = |id: u32| {
         // SAFETY: the set is live; an attribute that is absent reads as 0.
-        unsafe { sys::nftnl_set_get_u32(owner.as_ptr(), attr as u16) }
+        unsafe { sys::nftnl_set_get_u32(owner.as_ptr(), attr(id)) }
     };
     Some(SetInfo {
         key_type: get(sys::NFTNL_SET_KEY_TYPE),
@@ -187,10 +190,10 @@ impl OwnedSet {
         let owned = OwnedSet::new();
         // SAFETY: the set is live; libnftnl copies the string.
         unsafe {
-            sys::nftnl_set_set_str(owned.as_ptr(), sys::NFTNL_SET_TABLE as u16, table.as_ptr())
+            sys::nftnl_set_set_str(owned.as_ptr(), attr(sys::NFTNL_SET_TABLE), table.as_ptr())
         };
         // SAFETY: as above.
-        unsafe { sys::nftnl_set_set_str(owned.as_ptr(), sys::NFTNL_SET_NAME as u16, set.as_ptr()) };
+        unsafe { sys::nftnl_set_set_str(owned.as_ptr(), attr(sys::NFTNL_SET_NAME), set.as_ptr()) };
         owned
     }
 

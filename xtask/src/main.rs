@@ -1,1 +1,105 @@
-fn main() {}
+//! Project tasks: `cargo xtask test` (every test, installing what they need) and friends.
+//!
+//! The test command is the one a new user runs, and CI too: on a fresh Debian machine, as root,
+//! it installs the Debian packages the build and the netns suite need.
+
+use std::env;
+use std::process::{Command, ExitCode};
+
+/// Build: libnftnl/libmnl headers. Tests: nftables, iptables (queue fallback), iproute2, and
+/// the real peers and clients (knockd and knock, nmap, nc, scapy, tcpdump).
+const PACKAGES: &[&str] = &[
+    "pkg-config",
+    "libnftnl-dev",
+    "libmnl-dev",
+    "nftables",
+    "iptables",
+    "iproute2",
+    "procps",
+    "knockd",
+    "nmap",
+    "netcat-openbsd",
+    "python3-scapy",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("deps") => install_packages(),
+        _ => {
+            eprintln!("usage: cargo xtask <test [cargo test args]|deps>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs missing packages, then runs every test target (unit, property, netns, docs).
+fn test(extra: &[String]) -> Result<(), String> {
+    install_packages()?;
+    run(Command::new(cargo())
+        .args(["test", "--workspace", "--all-targets"])
+        .args(extra))?;
+    run(Command::new(cargo()).args(["test", "--workspace", "--doc"]))
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            let status = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", package])
+                .output();
+            !status.is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout).starts_with("install ok installed")
+            })
+        })
+        .collect()
+}
+
+fn install_packages() -> Result<(), String> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let line = format!("apt-get install -y {}", missing.join(" "));
+    if !is_root() {
+        return Err(format!(
+            "missing Debian packages; as root run:\n  apt-get update && {line}"
+        ));
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let status = command.status().map_err(|e| format!("{command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed: {status}"))
+    }
+}

@@ -1,0 +1,185 @@
+//! `knock-nfq run`: wires config, nftables, the queue workers and metrics together, and
+//! handles signals (SIGTERM/SIGINT stop, SIGHUP reloads).
+
+mod http;
+pub mod state;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::nft::{Nft, NftError};
+use crate::queue::{self, QueueError, Worker, WorkerHandle};
+use state::State;
+
+/// How long workers get to answer what is queued when stopping.
+const STOP_DEADLINE: Duration = Duration::from_millis(900);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("cannot listen for metrics on {addr}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot set up the runtime, threads or signal handlers")]
+    Runtime(#[source] io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), DaemonError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    runtime.block_on(Daemon::start(config)?.supervise())
+}
+
+struct Daemon {
+    config: Config,
+    nft: Nft,
+    state: Arc<State>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<WorkerHandle>,
+}
+
+impl Daemon {
+    /// Verifies the table, fills the sets, binds the queues and starts the workers. The sets are
+    /// filled before any queue is bound, so the kernel guards the services before knocks count.
+    fn start(config: Config) -> Result<Daemon, DaemonError> {
+        let mut nft = Nft::open(&config.daemon.table)?;
+        nft.verify()?;
+        nft.fill_static_sets(&config)?;
+        let metrics = Metrics::new();
+        metrics.last_reload_success.set(unix_now());
+        let state = Arc::new(State::new(&config, config.daemon.queues.len(), metrics));
+        let stop = Arc::new(AtomicBool::new(false));
+        queue::install_wake_handler().map_err(DaemonError::Runtime)?;
+        let mut workers = Vec::new();
+        for &num in &config.daemon.queues {
+            let queue = queue::open(num)?;
+            let worker = Worker::new(
+                num,
+                queue,
+                Nft::open(&config.daemon.table)?,
+                Arc::clone(&state),
+                Arc::clone(&stop),
+            );
+            workers.push(worker.spawn().map_err(DaemonError::Runtime)?);
+        }
+        Ok(Daemon {
+            config,
+            nft,
+            state,
+            stop,
+            workers,
+        })
+    }
+
+    async fn supervise(mut self) -> Result<(), DaemonError> {
+        if let Some(addr) = self.config.daemon.metrics {
+            let listener = http::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Metrics { addr, source })?;
+            tokio::spawn(http::serve(listener, self.state.metrics.clone()));
+        }
+        let signal = |kind| signal(kind).map_err(DaemonError::Runtime);
+        let (mut term, mut int, mut hup) = (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        );
+        info!(
+            config = %self.config.path.display(), table = %self.config.daemon.table, queues = ?self.config.daemon.queues,
+            doors = self.config.doors.len(), "knock-nfq running"
+        );
+        notify(&[NotifyState::Ready]);
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => self.reload(),
+            }
+        }
+        notify(&[NotifyState::Stopping]);
+        self.stop();
+        Ok(())
+    }
+
+    /// Re-reads the config; a bad file or a failed set update keeps the old config running.
+    fn reload(&mut self) {
+        notify(&[
+            NotifyState::Reloading,
+            NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Reloading),
+        ]);
+        match self.try_reload() {
+            Ok(()) => {
+                self.state.metrics.reload_success.inc();
+                self.state.metrics.last_reload_success.set(unix_now());
+                info!(config = %self.config.path.display(), doors = self.config.doors.len(), "configuration reloaded");
+            }
+            Err(err) => {
+                self.state.metrics.reload_failure.inc();
+                error!(error = %err, "reload rejected; still running on the previous configuration");
+            }
+        }
+        notify(&[NotifyState::Ready]);
+    }
+
+    fn try_reload(&mut self) -> Result<(), DaemonError> {
+        let mut config = Config::load(&self.config.path)?;
+        // Bound queues, the verified table and the metrics listener change only on restart.
+        let old = &self.config.daemon;
+        if (
+            &config.daemon.queues,
+            &config.daemon.table,
+            config.daemon.metrics,
+        ) != (&old.queues, &old.table, old.metrics)
+        {
+            warn!(
+                "changes to daemon.queues, daemon.table and daemon.metrics take effect at the next restart"
+            );
+            config.daemon.queues.clone_from(&old.queues);
+            config.daemon.table.clone_from(&old.table);
+            config.daemon.metrics = old.metrics;
+        }
+        self.nft.fill_static_sets(&config)?;
+        self.state.reload(&config);
+        self.config = config;
+        Ok(())
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let deadline = Instant::now() + STOP_DEADLINE;
+        for worker in self.workers {
+            worker.join(deadline);
+        }
+        info!("knock-nfq stopped");
+    }
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
+    let _ = sd_notify::notify(false, states);
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,77 @@
+//! State shared by the queue workers: the engine, sharded by source address.
+//!
+//! With several queues (or `fanout`), packets of one source can reach different workers, so a
+//! source must always map to the same engine. Each shard holds its engine together with the doors
+//! and counters its door ids index, so a reload swaps all three at once.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::config::{Config, Door};
+use crate::engine::Engine;
+use crate::metrics::{DoorMetrics, Metrics};
+
+#[derive(Debug)]
+pub struct Shard {
+    pub engine: Engine,
+    /// The engine's doors (grants need them while the engine is borrowed).
+    pub doors: Vec<Door>,
+    pub door_metrics: Vec<DoorMetrics>,
+}
+
+#[derive(Debug)]
+pub struct State {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    pub metrics: Metrics,
+}
+
+impl State {
+    pub fn new(config: &Config, shard_count: usize, metrics: Metrics) -> State {
+        let shard_count = shard_count.max(1);
+        let per_shard = config.daemon.max_sources.div_ceil(shard_count);
+        let shards = (0..shard_count)
+            .map(|_| {
+                Mutex::new(Shard {
+                    engine: Engine::new(config.doors.clone(), per_shard),
+                    doors: config.doors.clone(),
+                    door_metrics: config.doors.iter().map(|d| metrics.door(d)).collect(),
+                })
+            })
+            .collect();
+        State {
+            shards,
+            hasher: RandomState::new(),
+            metrics,
+        }
+    }
+
+    /// The shard that owns `source`, locked. A worker that panicked while holding it left the
+    /// engine consistent enough to go on (each packet is one small step), so poison is ignored.
+    pub fn shard(&self, source: IpAddr) -> MutexGuard<'_, Shard> {
+        let index = usize::try_from(self.hasher.hash_one(source)).unwrap_or(0) % self.shards.len();
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a new configuration; attempts of unchanged doors are kept by the engine.
+    pub fn reload(&self, config: &Config) {
+        let per_shard = config.daemon.max_sources.div_ceil(self.shards.len());
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = shard.engine.tracked_sources();
+            shard.engine.replace_doors(config.doors.clone(), per_shard);
+            shard.doors.clone_from(&config.doors);
+            shard.door_metrics = config.doors.iter().map(|d| self.metrics.door(d)).collect();
+            let after = shard.engine.tracked_sources();
+            self.metrics.tracked_sources.add(gauge_delta(before, after));
+        }
+    }
+}
+
+/// `after - before` for an `IntGauge`.
+pub fn gauge_delta(before: usize, after: usize) -> i64 {
+    i64::try_from(after).unwrap_or(i64::MAX) - i64::try_from(before).unwrap_or(i64::MAX)
+}

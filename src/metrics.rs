@@ -1,0 +1,223 @@
+//! Prometheus metrics (names and labels are a contract: DESIGN.md section 5).
+//!
+//! Labelled children are resolved once (per door at start and on reload) so that the packet
+//! path only increments atomics: no lock, no allocation, no label lookup.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::config::Door;
+use crate::engine::KnockResult;
+use crate::packet::PacketError;
+
+/// Every metric the daemon exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub verdict_accept: IntCounter,
+    pub verdict_drop: IntCounter,
+    knocks: IntCounterVec,
+    grants: IntCounterVec,
+    duplicates: IntCounterVec,
+    packet_errors: IntCounterVec,
+    pub tracked_sources: IntGauge,
+    pub evictions: IntCounter,
+    pub verdict_seconds: Histogram,
+    pub nft_errors: IntCounter,
+    pub nft_batch_seconds: Histogram,
+    pub queue_enobufs: IntCounter,
+    pub queue_errors: IntCounter,
+    pub reload_success: IntCounter,
+    pub reload_failure: IntCounter,
+    pub last_reload_success: prometheus::Gauge,
+}
+
+/// One door's counters, resolved up front.
+#[derive(Debug, Clone)]
+pub struct DoorMetrics {
+    advance: IntCounter,
+    complete: IntCounter,
+    reset: IntCounter,
+    expired: IntCounter,
+    duplicate: IntCounter,
+    pub grants: IntCounter,
+}
+
+impl DoorMetrics {
+    pub fn knock(&self, result: KnockResult) {
+        match result {
+            KnockResult::Advance => self.advance.inc(),
+            KnockResult::Complete => self.complete.inc(),
+            KnockResult::Reset => self.reset.inc(),
+            KnockResult::Expired => self.expired.inc(),
+            KnockResult::Duplicate => self.duplicate.inc(),
+        }
+    }
+}
+
+/// Latency buckets from 10 µs to 1 s: a verdict or a netlink batch normally takes microseconds.
+fn latency_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.000_01, 2.5, 13).expect("valid bucket layout")
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric name");
+    metric
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric name");
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(latency_buckets()))
+        .expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric name");
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let verdicts = counter_vec(
+            &registry,
+            "knock_nfq_verdicts_total",
+            "Verdicts sent for queued packets.",
+            &["verdict"],
+        );
+        let packet_errors = counter_vec(
+            &registry,
+            "knock_nfq_packet_errors_total",
+            "Queued packets that were not a TCP or UDP knock (accepted).",
+            &["reason"],
+        );
+        for error in PacketError::ALL {
+            packet_errors.with_label_values(&[error.label()]);
+        }
+        let tracked_sources = IntGauge::new(
+            "knock_nfq_tracked_sources",
+            "Sources with a knock attempt in progress.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(tracked_sources.clone()))
+            .expect("unique metric name");
+        let reloads = counter_vec(
+            &registry,
+            "knock_nfq_reloads_total",
+            "Configuration reloads (SIGHUP).",
+            &["result"],
+        );
+        let last_reload_success = prometheus::Gauge::new(
+            "knock_nfq_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load (start or reload).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(last_reload_success.clone()))
+            .expect("unique metric name");
+        Metrics {
+            reload_success: reloads.with_label_values(&["success"]),
+            reload_failure: reloads.with_label_values(&["failure"]),
+            last_reload_success,
+            verdict_accept: verdicts.with_label_values(&["accept"]),
+            verdict_drop: verdicts.with_label_values(&["drop"]),
+            knocks: counter_vec(
+                &registry,
+                "knock_nfq_knocks_total",
+                "Knock attempts by door and result.",
+                &["door", "result"],
+            ),
+            grants: counter_vec(
+                &registry,
+                "knock_nfq_grants_total",
+                "Grants committed to nftables.",
+                &["door", "action"],
+            ),
+            duplicates: counter_vec(
+                &registry,
+                "knock_nfq_duplicate_knocks_total",
+                "Repeats of a source's last knock (SYN retransmits), ignored.",
+                &["door"],
+            ),
+            packet_errors,
+            tracked_sources,
+            evictions: counter(
+                &registry,
+                "knock_nfq_evictions_total",
+                "Attempts evicted because max_sources was reached.",
+            ),
+            verdict_seconds: histogram(
+                &registry,
+                "knock_nfq_verdict_seconds",
+                "Time from receiving a packet to sending its verdict.",
+            ),
+            nft_errors: counter(
+                &registry,
+                "knock_nfq_nft_errors_total",
+                "nftables batches that failed.",
+            ),
+            nft_batch_seconds: histogram(
+                &registry,
+                "knock_nfq_nft_batch_seconds",
+                "Time to commit one grant batch.",
+            ),
+            queue_enobufs: counter(
+                &registry,
+                "knock_nfq_queue_enobufs_total",
+                "Times the kernel reported the queue socket's buffer overrun (packets lost).",
+            ),
+            queue_errors: counter(
+                &registry,
+                "knock_nfq_queue_errors_total",
+                "Failed receives or verdicts on a queue.",
+            ),
+            registry,
+        }
+    }
+
+    /// Resolves one door's counters (creating the series at zero, so dashboards see them).
+    pub fn door(&self, door: &Door) -> DoorMetrics {
+        let knocks = |result: &str| self.knocks.with_label_values(&[door.name.as_str(), result]);
+        DoorMetrics {
+            advance: knocks("advance"),
+            complete: knocks("complete"),
+            reset: knocks("reset"),
+            expired: knocks("expired"),
+            duplicate: self.duplicates.with_label_values(&[door.name.as_str()]),
+            grants: self
+                .grants
+                .with_label_values(&[door.name.as_str(), door.action.name()]),
+        }
+    }
+
+    pub fn packet_error(&self, error: PacketError) -> IntCounter {
+        self.packet_errors.with_label_values(&[error.label()])
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,58 @@
+//! NFQUEUE workers: one blocking thread per configured queue (nfq crate).
+//!
+//! Every received packet gets a verdict, always: parse failures are counted and accepted, and
+//! the grant of a completing knock is committed to nftables before that packet's drop verdict.
+
+mod wake;
+mod worker;
+
+pub use wake::install as install_wake_handler;
+pub use worker::{Worker, WorkerHandle};
+
+use std::io;
+
+/// Bytes of each packet copied to userspace: IP and transport headers are enough.
+pub const COPY_RANGE: u16 = 128;
+/// Packets the kernel holds for a queue before it fails open (accepts) new ones.
+pub const QUEUE_MAX_LEN: u32 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot open an NFQUEUE netlink socket (the daemon needs CAP_NET_ADMIN)")]
+    Open(#[source] io::Error),
+    #[error("cannot bind NFQUEUE {queue}: is another process bound to it?")]
+    Bind {
+        queue: u16,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot configure NFQUEUE {queue} ({what})")]
+    Configure {
+        queue: u16,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Opens and configures queue `num`.
+pub fn open(num: u16) -> Result<nfq::Queue, QueueError> {
+    let mut queue = nfq::Queue::open().map_err(QueueError::Open)?;
+    queue
+        .bind(num)
+        .map_err(|source| QueueError::Bind { queue: num, source })?;
+    let configure = |what, result: io::Result<()>| {
+        result.map_err(|source| QueueError::Configure {
+            queue: num,
+            what,
+            source,
+        })
+    };
+    configure("copy range", queue.set_copy_range(num, COPY_RANGE))?;
+    configure("queue length", queue.set_queue_max_len(num, QUEUE_MAX_LEN))?;
+    // Under overload accept rather than drop: protected services are dropped in the kernel
+    // before the queue, so failing open only lets knocks go unseen.
+    configure("fail-open", queue.set_fail_open(num, true))?;
+    configure("ENOBUFS reporting", queue.set_recv_enobufs(true))?;
+    Ok(queue)
+}

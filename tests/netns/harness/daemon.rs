@@ -1,0 +1,187 @@
+//! The real `knock-nfq` binary, run in the gateway namespace like systemd would: readiness is
+//! the `READY=1` it sends to `NOTIFY_SOCKET`.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::netns::Netns;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_knock-nfq");
+
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    netns: String,
+    dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    notify: UnixDatagram,
+}
+
+impl Daemon {
+    /// Writes `config` and starts the daemon in `gw`, waiting until it reports ready.
+    pub fn start(gw: &Netns, config: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("knock-nfq.toml");
+        fs::write(&config_path, config).expect("write config");
+        let notify_path = dir.path().join("notify");
+        let notify = UnixDatagram::bind(&notify_path).expect("bind notify socket");
+        let child = spawn(
+            gw,
+            &config_path,
+            &notify_path,
+            &dir.path().join("daemon.log"),
+        );
+        let mut daemon = Daemon {
+            child,
+            netns: gw.name.clone(),
+            dir,
+            config_path,
+            notify,
+        };
+        daemon.wait_for("READY=1");
+        daemon
+    }
+
+    /// Starts a new daemon process on the same config (after `kill9`).
+    pub fn restart(&mut self, gw: &Netns) {
+        let notify_path = self.dir.path().join("notify");
+        self.child = spawn(
+            gw,
+            &self.config_path,
+            &notify_path,
+            &self.dir.path().join("daemon.log"),
+        );
+        self.wait_for("READY=1");
+    }
+
+    /// Waits for a notification containing `state` (e.g. `READY=1` after a reload).
+    pub fn wait_for(&mut self, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut buf = [0u8; 512];
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "knock-nfq exited ({status}) before {state}; its log:\n{}",
+                    self.log()
+                );
+            }
+            self.notify
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+            if let Ok(n) = self.notify.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == state)
+            {
+                return;
+            }
+        }
+        panic!(
+            "knock-nfq did not send {state} within 15 s; its log:\n{}",
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits")
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    pub fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Scrapes `/metrics` from inside the gateway namespace.
+    pub fn metrics(&self, gw: &Netns) -> Metrics {
+        assert_eq!(gw.name, self.netns, "scrape the daemon's own namespace");
+        let body = gw.run(|| {
+            let mut stream = TcpStream::connect("127.0.0.1:9469").expect("metrics endpoint");
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .expect("request");
+            let mut response = String::new();
+            stream.read_to_string(&mut response).expect("response");
+            response
+        });
+        let (head, body) = body.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(
+            head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+            "{head}"
+        );
+        Metrics(body.to_owned())
+    }
+}
+
+fn spawn(gw: &Netns, config: &PathBuf, notify: &PathBuf, log: &PathBuf) -> Child {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    gw.command(BINARY)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("NOTIFY_SOCKET", notify)
+        .env("RUST_LOG", "knock_nfq=debug")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn knock-nfq")
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scraped exposition.
+#[derive(Debug, Clone)]
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of series `name` with all of `labels` (`door="ssh"`), or 0 when absent.
+    pub fn value(&self, name: &str, labels: &[&str]) -> f64 {
+        self.0
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.rsplit_once(' '))
+            .find(|(series, _)| {
+                let series_name = series.split('{').next().unwrap_or_default();
+                series_name == name && labels.iter().all(|label| series.contains(label))
+            })
+            .map_or(0.0, |(_, value)| value.parse().expect("a number"))
+    }
+}

@@ -1,0 +1,395 @@
+//! End-to-end tests: the real daemon on real netfilter, in network namespaces, driven by real
+//! clients (Debian's `knock`, nmap, scapy, plain sockets). Each test builds its own client,
+//! gateway and LAN host; they assert what a user sees: a connection admitted or silently
+//! dropped, a counter moved by exactly one.
+
+mod harness;
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use harness::*;
+
+const GW_SSH4: &str = "192.0.2.1:22";
+const GW_SSH6: &str = "[2001:db8:1::1]:22";
+const FORWARD4: &str = "192.0.2.1:8080";
+const FORWARD6: &str = "[2001:db8:1::1]:8080";
+const LAN_WEB4: &str = "198.51.100.10:80";
+const LAN_WEB6: &str = "[2001:db8:2::10]:80";
+
+fn start() -> (Topology, Daemon) {
+    start_with(&config("5s", "30s"))
+}
+
+fn start_with(config: &str) -> (Topology, Daemon) {
+    let topology = Topology::new();
+    eprintln!("{}", topology.ruleset_mode);
+    let daemon = Daemon::start(&topology.gw, config);
+    (topology, daemon)
+}
+
+fn assert_closed(t: &Topology, source: &str, dests: &[&str]) {
+    for dest in dests {
+        assert_eq!(
+            t.reaches(source, dest),
+            None,
+            "{source} -> {dest} should be silently dropped"
+        );
+    }
+}
+
+fn assert_open(t: &Topology, source: &str, dest: &str, greeting: &str) {
+    assert_eq!(
+        t.reaches(source, dest).as_deref(),
+        Some(greeting),
+        "{source} -> {dest} should be admitted"
+    );
+}
+
+#[test]
+fn ipv4_sequence_opens_local_and_lan_services_only_for_the_knocking_source() {
+    require_netns!();
+    let (t, daemon) = start();
+    assert_closed(&t, CLIENT4, &[GW_SSH4, FORWARD4, LAN_WEB4]);
+
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+    assert_open(&t, CLIENT4, FORWARD4, "lan");
+    assert_open(&t, CLIENT4, LAN_WEB4, "lan");
+    assert_closed(&t, OTHER4, &[GW_SSH4, FORWARD4, LAN_WEB4]);
+    let metrics = daemon.metrics(&t.gw);
+    assert_eq!(
+        metrics.value(
+            "knock_nfq_knocks_total",
+            &[r#"door="ssh""#, r#"result="complete""#]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metrics.value(
+            "knock_nfq_knocks_total",
+            &[r#"door="ssh""#, r#"result="advance""#]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metrics.value(
+            "knock_nfq_grants_total",
+            &[r#"door="ssh""#, r#"action="open""#]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metrics.value("knock_nfq_verdicts_total", &[r#"verdict="drop""#]),
+        3.0
+    );
+}
+
+#[test]
+fn ipv6_sequence_opens_local_and_lan_services_only_for_the_knocking_source() {
+    require_netns!();
+    let (t, _daemon) = start();
+    assert_closed(&t, CLIENT6, &[GW_SSH6, FORWARD6, LAN_WEB6]);
+
+    t.knock(GW6, &["7000", "8000", "9000:udp"]);
+
+    assert_open(&t, CLIENT6, GW_SSH6, "gw");
+    assert_open(&t, CLIENT6, FORWARD6, "lan");
+    assert_open(&t, CLIENT6, LAN_WEB6, "lan");
+    assert_closed(&t, OTHER6, &[GW_SSH6, FORWARD6, LAN_WEB6]);
+    // An IPv6 grant does not open the IPv4 side of the same client.
+    assert_closed(&t, CLIENT4, &[GW_SSH4]);
+}
+
+#[test]
+fn wrong_order_and_a_sequence_slower_than_seq_timeout_do_not_open() {
+    require_netns!();
+    let (t, daemon) = start_with(&config("2s", "30s"));
+    t.knock(GW4, &["8000", "7000", "9000:udp"]);
+    assert_closed(&t, CLIENT4, &[GW_SSH4]);
+
+    knock_from(&t, CLIENT4, GW4, &["7000", "8000"]);
+    sleep(Duration::from_millis(2300));
+    knock_from(&t, CLIENT4, GW4, &["9000:udp"]);
+    assert_closed(&t, CLIENT4, &[GW_SSH4]);
+
+    let metrics = daemon.metrics(&t.gw);
+    assert_eq!(
+        metrics.value(
+            "knock_nfq_knocks_total",
+            &[r#"door="ssh""#, r#"result="complete""#]
+        ),
+        0.0
+    );
+    assert_eq!(
+        metrics.value(
+            "knock_nfq_knocks_total",
+            &[r#"door="ssh""#, r#"result="expired""#]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn knocks_with_the_wrong_tcp_flags_are_ignored() {
+    require_netns!();
+    let (t, _daemon) = start();
+    // tcp_flags = "syn,!ack": SYN+ACK and bare ACK knocks do not count...
+    craft(&t, &["seq", GW4, "tcp:7000:SA", "tcp:8000:A", "udp:9000"]);
+    assert_closed(&t, CLIENT4, &[GW_SSH4]);
+    // ...and do not break a sequence either (knockd semantics).
+    craft(
+        &t,
+        &[
+            "seq",
+            GW4,
+            "tcp:7000:S",
+            "tcp:8000:A",
+            "tcp:8000:SA",
+            "tcp:8000:S",
+            "udp:9000",
+        ],
+    );
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+}
+
+#[test]
+fn a_retransmitted_syn_does_not_break_the_sequence() {
+    require_netns!();
+    let (t, daemon) = start();
+    craft(
+        &t,
+        &[
+            "seq",
+            GW4,
+            "tcp:7000:S",
+            "tcp:7000:S",
+            "tcp:8000:S",
+            "tcp:8000:S",
+            "udp:9000",
+        ],
+    );
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+    let metrics = daemon.metrics(&t.gw);
+    assert_eq!(
+        metrics.value("knock_nfq_duplicate_knocks_total", &[r#"door="ssh""#]),
+        2.0
+    );
+}
+
+#[test]
+fn knock_ports_and_protected_ports_never_answer() {
+    require_netns!();
+    let (t, _daemon) = start();
+    // scapy: a SYN gets no reply at all (no RST, no ICMP) on knock and protected ports.
+    let probe = craft(&t, &["probe", GW4, "7000", "8000", "22", "8080"]);
+    assert_eq!(
+        probe.lines().collect::<Vec<_>>(),
+        ["7000 silent", "8000 silent", "22 silent", "8080 silent"]
+    );
+    // nmap agrees, and says why: no response, on TCP and on the UDP knock port.
+    let tcp = t.client.exec(
+        "nmap",
+        &[
+            "-n",
+            "-Pn",
+            "-sS",
+            "--reason",
+            "--max-retries",
+            "0",
+            "-p",
+            "7000,8000,22,8080",
+            GW4,
+        ],
+    );
+    let tcp = String::from_utf8_lossy(&tcp.stdout);
+    let silent = |line: &&str| line.contains(" filtered ") && line.ends_with("no-response");
+    assert_eq!(tcp.lines().filter(silent).count(), 4, "{tcp}");
+    let udp = t.client.exec(
+        "nmap",
+        &[
+            "-n",
+            "-Pn",
+            "-sU",
+            "--reason",
+            "--max-retries",
+            "1",
+            "-p",
+            "9000",
+            GW4,
+        ],
+    );
+    let udp = String::from_utf8_lossy(&udp.stdout);
+    assert!(
+        udp.lines().any(|l| l.starts_with("9000/udp")
+            && l.contains("open|filtered")
+            && l.ends_with("no-response")),
+        "{udp}"
+    );
+    // A port that is neither is not touched: the gateway answers with a RST as usual.
+    assert_eq!(craft(&t, &["probe", GW4, "5555"]).trim(), "5555 answered");
+}
+
+#[test]
+fn a_grant_expires_but_a_connection_made_during_it_keeps_working() {
+    require_netns!();
+    let (t, _daemon) = start_with(&config("5s", "2s"));
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+    let mut session = t
+        .connect(CLIENT4, GW_SSH4.parse().unwrap(), Duration::from_secs(1))
+        .expect("admitted");
+    assert!(set_elements(&t, "allow4").contains("192.0.2.2 . tcp . 22 timeout 2s"));
+
+    sleep(Duration::from_millis(2500));
+
+    assert_closed(&t, CLIENT4, &[GW_SSH4]);
+    assert!(
+        !set_elements(&t, "allow4").contains("192.0.2.2"),
+        "the kernel removed the expired grant"
+    );
+    assert_eq!(
+        session
+            .echo("still here")
+            .expect("established traffic flows"),
+        "still here"
+    );
+}
+
+#[test]
+fn a_close_door_revokes_the_grant_at_once() {
+    require_netns!();
+    let (t, daemon) = start();
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+    assert_open(&t, CLIENT4, FORWARD4, "lan");
+
+    t.knock(GW4, &["9100", "9200"]);
+
+    assert_closed(&t, CLIENT4, &[GW_SSH4, FORWARD4, LAN_WEB4]);
+    let metrics = daemon.metrics(&t.gw);
+    assert_eq!(
+        metrics.value(
+            "knock_nfq_grants_total",
+            &[r#"door="ssh-close""#, r#"action="close""#]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn kill_9_keeps_services_closed_and_grants_alive_and_a_restart_keeps_them() {
+    require_netns!();
+    let (t, mut daemon) = start();
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+
+    daemon.kill9();
+
+    assert_closed(&t, OTHER4, &[GW_SSH4, FORWARD4]);
+    knock_from(&t, OTHER4, GW4, &["7000", "8000", "9000:udp"]);
+    assert_closed(&t, OTHER4, &[GW_SSH4]);
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+
+    daemon.restart(&t.gw);
+
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+    assert!(
+        set_elements(&t, "allow4").contains("192.0.2.2 . tcp . 22"),
+        "grants were not flushed"
+    );
+    knock_from(&t, OTHER4, GW4, &["7000", "8000", "9000:udp"]);
+    assert_open(&t, OTHER4, GW_SSH4, "gw");
+}
+
+#[test]
+fn malformed_packets_leave_the_daemon_alive_and_working() {
+    require_netns!();
+    let (t, mut daemon) = start();
+    craft(&t, &["malformed", GW4, "7000"]);
+    craft(&t, &["malformed", GW6, "7000"]);
+    assert!(
+        daemon.is_running(),
+        "daemon died; its log:\n{}",
+        daemon.log()
+    );
+
+    // A knock sequence carried in IPv6 packets with extension headers still counts.
+    craft(&t, &["seq", GW6, "tcpx:7000:S", "tcpx:8000:S", "udp:9000"]);
+    assert_open(&t, CLIENT6, GW_SSH6, "gw");
+    // And so does one in IPv4 packets with options.
+    craft(&t, &["seq", GW4, "tcpo:7000:S", "tcpo:8000:S", "udp:9000"]);
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+    assert!(daemon.is_running());
+}
+
+#[test]
+fn sigterm_stops_promptly_with_status_0() {
+    require_netns!();
+    let (t, mut daemon) = start();
+    knock_from(&t, CLIENT4, GW4, &["7000"]);
+    daemon.signal(libc::SIGTERM);
+    let status = daemon
+        .wait_exit(Duration::from_secs(1))
+        .expect("exited within a second");
+    assert!(status.success(), "{status}; log:\n{}", daemon.log());
+    // With no daemon, the queue's bypass hands knocks on: no packet is held in the queue.
+    let stats = t.gw.exec("cat", &["/proc/net/netfilter/nfnetlink_queue"]);
+    assert_eq!(
+        String::from_utf8_lossy(&stats.stdout).trim(),
+        "",
+        "no queue is bound any more"
+    );
+}
+
+#[test]
+fn a_missing_table_is_a_startup_error_naming_it() {
+    require_netns!();
+    let gw = netns::Netns::create("kt");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("knock-nfq.toml");
+    std::fs::write(&path, config("5s", "30s")).unwrap();
+    let out = gw
+        .command(daemon::BINARY)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("table inet knock_nfq does not exist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_verifies_the_sets_where_the_table_exists() {
+    require_netns!();
+    let t = Topology::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/knock-nfq.example.toml");
+    let out = t.gw.exec(daemon::BINARY, &["check", "--config", example]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("every set the daemon fills is present with the right type"),
+        "{stdout}"
+    );
+
+    t.gw.exec("nft", &["delete", "table", "inet", "knock_nfq"]);
+    t.gw.exec("nft", &["add table inet knock_nfq; add set inet knock_nfq guarded_ifaces { type ifname; flags interval; }; add set inet knock_nfq knock_ports { type ipv4_addr; }"]);
+    let out =
+        t.gw.command(daemon::BINARY)
+            .args(["check", "--config", example])
+            .output()
+            .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("set knock_ports in table inet knock_nfq"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("expected `set knock_ports { type inet_proto . inet_service; }`"),
+        "{stderr}"
+    );
+}
