@@ -1,0 +1,242 @@
+//! Time from the last knock to the first admitted connection, end to end on real netfilter:
+//! knock-nfq against Debian's knockd (grant by `nft add element`), on the same namespaces, in
+//! the same run. Needs root. `cargo bench --bench latency`.
+//!
+//! Two measurements per daemon, each try from a fresh source address:
+//! - time to admit: send the sequence (7000/tcp, 8000/tcp, 9000/udp, 20 ms apart), start the
+//!   clock at the last knock, then connect to port 22 with a new SYN every `PROBE` until one is
+//!   admitted. The first SYN leaves microseconds after the knock, racing the daemon's wake-up.
+//! - as a user runs it: Debian's `knock` client, then one connection attempt (1 s timeout), like
+//!   `knock host ... && ssh host`; counts the first attempts admitted.
+
+#[path = "../tests/netns/harness/mod.rs"]
+#[allow(dead_code, reason = "the harness serves the tests too")]
+mod harness;
+
+use std::fs;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use harness::{Daemon, Topology, config, connect_from};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+const TRIES: usize = 20;
+/// How long one probe waits for its SYN to be answered before the next probe.
+const PROBE: Duration = Duration::from_micros(100);
+
+#[derive(Debug)]
+struct Try {
+    latency: Duration,
+    attempts: u32,
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "latency: end-to-end benchmark; run it with `cargo bench --bench latency` (as root)"
+        );
+        return;
+    }
+    if let Some(why) = harness::unavailable() {
+        println!("latency: skipped: {why}");
+        return;
+    }
+    let topology = Topology::new();
+    println!("{}", topology.ruleset_mode);
+    let sources: Vec<String> = (0..2 * TRIES)
+        .map(|i| format!("192.0.2.{}", 100 + i))
+        .collect();
+    for source in &sources {
+        topology.client.ip(&[
+            "addr",
+            "add",
+            &format!("{source}/24"),
+            "dev",
+            "eth0",
+            "preferred_lft",
+            "0",
+        ]);
+    }
+
+    let mut daemon = Daemon::start(&topology.gw, &config("5s", "30s"));
+    let ours: Vec<Try> = sources[..TRIES]
+        .iter()
+        .map(|s| measure(&topology, s))
+        .collect();
+    let ours_user = user_flow(&topology);
+    let metrics = daemon.metrics(&topology.gw);
+    let mean_us = |name: &str| {
+        1e6 * metrics.value(&format!("{name}_sum"), &[])
+            / metrics.value(&format!("{name}_count"), &[]).max(1.0)
+    };
+    let (verdict_us, batch_us) = (
+        mean_us("knock_nfq_verdict_seconds"),
+        mean_us("knock_nfq_nft_batch_seconds"),
+    );
+    daemon.kill9(); // the sets stay: `protected` keeps port 22 dropped for knockd's run
+
+    let knockd = start_knockd(&topology);
+    sleep(Duration::from_secs(1));
+    let theirs: Vec<Try> = sources[TRIES..]
+        .iter()
+        .map(|s| measure(&topology, s))
+        .collect();
+    let theirs_user = user_flow(&topology);
+    drop(knockd);
+
+    report("knock-nfq", &ours, ours_user);
+    report("knockd", &theirs, theirs_user);
+    println!(
+        "knock-nfq inside: mean {verdict_us:.0} µs from receive to verdict, mean {batch_us:.0} µs per grant batch"
+    );
+    let ratio = median(&theirs).as_secs_f64() / median(&ours).as_secs_f64();
+    println!("ratio knockd / knock-nfq (median): {ratio:.0}x");
+}
+
+/// One try from `source`: the knock, then connections until one is admitted.
+fn measure(topology: &Topology, source: &str) -> Try {
+    let source: IpAddr = source.parse().expect("literal");
+    topology.client.run(move || {
+        let gw: IpAddr = harness::GW4.parse().expect("literal");
+        knock_syn(source, SocketAddr::new(gw, 7000));
+        sleep(Duration::from_millis(20));
+        knock_syn(source, SocketAddr::new(gw, 8000));
+        sleep(Duration::from_millis(20));
+        let udp = UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind");
+        udp.send_to(b"knock", SocketAddr::new(gw, 9000))
+            .expect("send");
+        let started = Instant::now();
+        for attempts in 1.. {
+            if probe(source, SocketAddr::new(gw, 22)) {
+                return Try {
+                    latency: started.elapsed(),
+                    attempts,
+                };
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{source}: not admitted within 5 s"
+            );
+        }
+        unreachable!()
+    })
+}
+
+/// One non-blocking connect, waiting up to `PROBE` (ppoll: microsecond resolution).
+fn probe(source: IpAddr, dest: SocketAddr) -> bool {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket
+        .bind(&SockAddr::from(SocketAddr::new(source, 0)))
+        .expect("bind");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let _ = socket.connect(&SockAddr::from(dest));
+    let mut pollfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: i64::try_from(PROBE.as_nanos()).expect("small"),
+    };
+    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+    let ready = unsafe { libc::ppoll(&raw mut pollfd, 1, &raw const timeout, std::ptr::null()) };
+    ready == 1 && socket.take_error().ok().flatten().is_none() && socket.peer_addr().is_ok()
+}
+
+/// Debian's `knock` from `source`'s namespace default, then one connection attempt.
+fn knock_then_connect(topology: &Topology, source: &str) -> bool {
+    topology.client.exec(
+        "knock",
+        &["-d", "20", harness::GW4, "7000", "8000", "9000:udp"],
+    );
+    let source: IpAddr = source.parse().expect("literal");
+    topology.client.run(move || {
+        let gw: IpAddr = harness::GW4.parse().expect("literal");
+        connect_from(source, SocketAddr::new(gw, 22), Duration::from_secs(1)).is_ok()
+    })
+}
+
+fn knock_syn(source: IpAddr, dest: SocketAddr) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket
+        .bind(&SockAddr::from(SocketAddr::new(source, 0)))
+        .expect("bind");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let _ = socket.connect(&SockAddr::from(dest));
+}
+
+/// Debian's knockd on the gateway's WAN interface, granting through nft like a knockd user.
+struct Knockd {
+    child: Child,
+    /// Holds knockd.conf and its log for as long as knockd runs.
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Knockd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_knockd(topology: &Topology) -> Knockd {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("knockd.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[options]\n    LogFile = {}\n    Interface = wan0\n\n[openSSH]\n    sequence = 7000:tcp,8000:tcp,9000:udp\n    \
+             seq_timeout = 5\n    tcpflags = syn\n    \
+             start_command = /usr/sbin/nft add element inet knock_nfq allow4 {{ %IP% . tcp . 22 timeout 30s }}\n",
+            dir.path().join("knockd.log").display()
+        ),
+    )
+    .expect("write knockd.conf");
+    let child = topology
+        .gw
+        .command("knockd")
+        .args(["-i", "wan0", "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start knockd");
+    Knockd { child, _dir: dir }
+}
+
+/// `knock`, then one connection, `TRIES` times; each try starts without a grant.
+fn user_flow(topology: &Topology) -> usize {
+    (0..TRIES)
+        .filter(|_| {
+            topology
+                .gw
+                .exec("nft", &["flush", "set", "inet", "knock_nfq", "allow4"]);
+            knock_then_connect(topology, harness::CLIENT4)
+        })
+        .count()
+}
+
+fn median(tries: &[Try]) -> Duration {
+    let mut latencies: Vec<Duration> = tries.iter().map(|t| t.latency).collect();
+    latencies.sort();
+    latencies[latencies.len() / 2]
+}
+
+fn report(name: &str, tries: &[Try], user_flow_admitted: usize) {
+    let first = tries.iter().filter(|t| t.attempts == 1).count();
+    let mut sorted: Vec<Duration> = tries.iter().map(|t| t.latency).collect();
+    sorted.sort();
+    let max = sorted.last().copied().unwrap_or_default();
+    println!(
+        "{name:>10}: time to admit median {:.3} ms, min {:.3} ms, max {:.3} ms ({first} of {} immediate first SYNs admitted); \
+         knock then connect: {user_flow_admitted} of {TRIES} first attempts admitted",
+        median(tries).as_secs_f64() * 1e3,
+        sorted[0].as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        tries.len(),
+    );
+}
