@@ -214,6 +214,31 @@ fn bench_on_packet(c: &mut Criterion, traffic: Traffic, name: &str) {
     group.finish();
 }
 
+/// The machine's latency for one dependent random read from 128 MiB (4 KiB pages): the floor
+/// for any packet whose state is not in cache.
+fn bench_memory_latency(c: &mut Criterion) {
+    const LINES: usize = 128 << 20 >> 6;
+    const WORDS_PER_LINE: usize = 8;
+    let mut mix = Mix::new(1, Traffic::Mixed);
+    // A random cyclic order of cache lines (Sattolo's shuffle), chased one line at a time.
+    let mut order: Vec<usize> = (0..LINES).collect();
+    for i in (1..LINES).rev() {
+        let j = usize::try_from(mix.random() % u64::try_from(i).expect("fits")).expect("fits");
+        order.swap(i, j);
+    }
+    let mut next = vec![0usize; LINES * WORDS_PER_LINE];
+    for (i, &line) in order.iter().enumerate() {
+        next[line * WORDS_PER_LINE] = order[(i + 1) % LINES] * WORDS_PER_LINE;
+    }
+    let mut at = 0;
+    c.bench_function("dependent_random_read_128MiB", |b| {
+        b.iter(|| {
+            at = next[at];
+            black_box(at)
+        });
+    });
+}
+
 /// What the packet mix costs without the engine, to subtract.
 fn bench_overheads(c: &mut Criterion) {
     let mut mix = Mix::new(1_000, Traffic::Mixed);
@@ -238,5 +263,6 @@ fn main() {
     bench_on_packet(&mut criterion, Traffic::Mixed, "on_packet");
     bench_on_packet(&mut criterion, Traffic::Flood, "on_packet_flood");
     bench_overheads(&mut criterion);
+    bench_memory_latency(&mut criterion);
     criterion.final_summary();
 }

@@ -213,7 +213,8 @@ impl fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// `max_sources` below 1 is taken as 1.
+    /// An engine for `doors` tracking at most `max_sources` sources (below 1 is taken as 1).
+    /// Memory grows with the number of tracked sources, up to about 81 bytes each.
     ///
     /// # Panics
     /// With more than 65 536 doors.
@@ -239,6 +240,8 @@ impl Engine {
         self.table.len()
     }
 
+    /// Processes one queued packet. `now` comes from the caller (a monotonic clock; packets
+    /// should arrive in time order). The outcome borrows buffers reused by the next call.
     pub fn on_packet(&mut self, now: Instant, knock: &Knock) -> Outcome<'_> {
         self.output.clear();
         let now_ms = self.clock.millis(now);
@@ -380,8 +383,9 @@ impl Engine {
         }
     }
 
-    /// Live reload: attempts keep the doors whose name, sequence, tcp flags and timeout are
-    /// unchanged (under their new ids); other doors are dropped, and attempts left without doors.
+    /// Live reload: new doors; attempts are kept for doors whose name, sequence, tcp_flags and
+    /// seq_timeout are unchanged (remapped to their new [`DoorId`]), dropped otherwise. A smaller
+    /// `max_sources` evicts the oldest attempts.
     pub fn replace_doors(&mut self, doors: Vec<Door>, max_sources: usize) {
         let plan = DoorPlan::new(doors);
         let new_ids = reload::door_map(self.plan.doors(), plan.doors());
