@@ -83,10 +83,19 @@ fn doors() -> Vec<Door> {
     ]
 }
 
-/// The traffic of a busy gateway under a spoofed-source knock flood: 60 % first knocks from new
-/// sources (each evicting the oldest attempt once the table is full), 20 % second and 10 % third
-/// knocks from tracked sources, 10 % other ports. Every eighth source is IPv6.
+/// What the measured packets are.
+#[derive(Debug, Clone, Copy)]
+enum Traffic {
+    /// 60 % first knocks from new sources (each evicting the oldest attempt, as the table is
+    /// full), 20 % second and 10 % third knocks from tracked sources, 10 % other ports.
+    Mixed,
+    /// Only first knocks from new sources: a spoofed-source flood of the first knock port.
+    Flood,
+}
+
+/// Packets from a gateway's many sources; every eighth source is IPv6.
 struct Mix {
+    traffic: Traffic,
     state: u64,
     next_source: u32,
     tracked: u32,
@@ -94,9 +103,10 @@ struct Mix {
 }
 
 impl Mix {
-    fn new(tracked: usize) -> Mix {
+    fn new(tracked: usize, traffic: Traffic) -> Mix {
         let tracked = u32::try_from(tracked).expect("bench sizes fit u32");
         Mix {
+            traffic,
             state: 0x9e37_79b9_7f4a_7c15,
             next_source: 0,
             tracked,
@@ -132,6 +142,9 @@ impl Mix {
             let back = u32::try_from((r >> 8) % u64::from(mix.tracked)).expect("below tracked");
             Self::source(mix.next_source.wrapping_sub(1).wrapping_sub(back))
         };
+        if let Traffic::Flood = self.traffic {
+            return self.first_knock();
+        }
         match r % 100 {
             0..60 => self.first_knock(),
             60..80 => syn(recent(r, self), 8000),
@@ -152,9 +165,9 @@ fn syn(source: IpAddr, port: u16) -> Knock {
 }
 
 /// An engine bounded at `tracked` sources, filled with that many first knocks.
-fn warm_engine(tracked: usize) -> (Engine, Mix) {
+fn warm_engine(tracked: usize, traffic: Traffic) -> (Engine, Mix) {
     let mut engine = Engine::new(doors(), tracked);
-    let mut mix = Mix::new(tracked);
+    let mut mix = Mix::new(tracked, traffic);
     for _ in 0..tracked {
         let knock = mix.first_knock();
         engine.on_packet(mix.now, &knock);
@@ -167,7 +180,7 @@ fn report_memory() {
     println!("engine heap bytes per tracked source (target <= 100):");
     for tracked in SIZES {
         let before = LIVE_BYTES.load(Ordering::Relaxed);
-        let (mut engine, mut mix) = warm_engine(tracked);
+        let (mut engine, mut mix) = warm_engine(tracked, Traffic::Mixed);
         let filled = LIVE_BYTES.load(Ordering::Relaxed) - before;
         for _ in 0..2 * tracked {
             let knock = mix.next();
@@ -186,11 +199,11 @@ fn report_memory() {
     }
 }
 
-fn bench_on_packet(c: &mut Criterion) {
-    let mut group = c.benchmark_group("on_packet");
+fn bench_on_packet(c: &mut Criterion, traffic: Traffic, name: &str) {
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     for tracked in SIZES {
-        let (mut engine, mut mix) = warm_engine(tracked);
+        let (mut engine, mut mix) = warm_engine(tracked, traffic);
         group.bench_function(BenchmarkId::new("tracked", tracked), |b| {
             b.iter(|| {
                 let knock = mix.next();
@@ -201,9 +214,34 @@ fn bench_on_packet(c: &mut Criterion) {
     group.finish();
 }
 
+/// The machine's latency for one dependent random read from 128 MiB (4 KiB pages): the floor
+/// for any packet whose state is not in cache.
+fn bench_memory_latency(c: &mut Criterion) {
+    const LINES: usize = 128 << 20 >> 6;
+    const WORDS_PER_LINE: usize = 8;
+    let mut mix = Mix::new(1, Traffic::Mixed);
+    // A random cyclic order of cache lines (Sattolo's shuffle), chased one line at a time.
+    let mut order: Vec<usize> = (0..LINES).collect();
+    for i in (1..LINES).rev() {
+        let j = usize::try_from(mix.random() % u64::try_from(i).expect("fits")).expect("fits");
+        order.swap(i, j);
+    }
+    let mut next = vec![0usize; LINES * WORDS_PER_LINE];
+    for (i, &line) in order.iter().enumerate() {
+        next[line * WORDS_PER_LINE] = order[(i + 1) % LINES] * WORDS_PER_LINE;
+    }
+    let mut at = 0;
+    c.bench_function("dependent_random_read_128MiB", |b| {
+        b.iter(|| {
+            at = next[at];
+            black_box(at)
+        });
+    });
+}
+
 /// What the packet mix costs without the engine, to subtract.
 fn bench_overheads(c: &mut Criterion) {
-    let mut mix = Mix::new(1_000);
+    let mut mix = Mix::new(1_000, Traffic::Mixed);
     c.bench_function("mix_generation", |b| b.iter(|| black_box(mix.next())));
     let hasher = RandomState::new();
     let mut key = 0u128;
@@ -222,7 +260,9 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    bench_on_packet(&mut criterion);
+    bench_on_packet(&mut criterion, Traffic::Mixed, "on_packet");
+    bench_on_packet(&mut criterion, Traffic::Flood, "on_packet_flood");
     bench_overheads(&mut criterion);
+    bench_memory_latency(&mut criterion);
     criterion.final_summary();
 }

@@ -29,6 +29,7 @@
 //! `Advance`, for the same door), plus `Expired` events for attempts the sweep removed.
 //! Time has millisecond granularity.
 
+mod api;
 mod index;
 mod plan;
 mod reload;
@@ -44,7 +45,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::config::model::{Action, Door, KnockPort, Proto};
+use crate::config::model::{Door, KnockPort};
+use api::Output;
+pub use api::{DoorEvent, DoorId, Eviction, Grant, Knock, KnockResult, Outcome, Verdict};
 use index::SourceHash;
 use plan::{DoorPlan, OtherPorts, PortKind};
 use step::{Packet, Repeat, Step};
@@ -59,80 +62,6 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(2);
 /// attempt a packet creates, and bounded, so one packet never pays for a mass expiry.
 const SWEEP_BUDGET: usize = 2;
 
-/// A queued packet, as the engine needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Knock {
-    pub source: IpAddr,
-    pub proto: Proto,
-    pub port: u16,
-    /// TCP header flag bits ([`crate::config::model::tcp_flag`]); 0 for UDP.
-    pub tcp_flags: u8,
-    /// Input interface index; unused for now.
-    pub iface: u32,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Verdict {
-    Accept,
-    Drop,
-}
-
-/// Index into [`Engine::doors`].
-pub type DoorId = usize;
-
-/// What a packet did to one door of a source's attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KnockResult {
-    Advance,
-    Complete,
-    Reset,
-    Expired,
-    Duplicate,
-}
-
-impl KnockResult {
-    /// Lower-case name, for metric labels and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            KnockResult::Advance => "advance",
-            KnockResult::Complete => "complete",
-            KnockResult::Reset => "reset",
-            KnockResult::Expired => "expired",
-            KnockResult::Duplicate => "duplicate",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DoorEvent {
-    pub door: DoorId,
-    pub result: KnockResult,
-}
-
-/// A completed door: add (or, for [`Action::Close`], remove) `source` in the door's sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Grant {
-    pub door: DoorId,
-    pub source: IpAddr,
-    pub action: Action,
-}
-
-/// Whether this packet's new attempt pushed the oldest one out of the full table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eviction {
-    None,
-    Oldest,
-}
-
-/// Instructions for one packet; borrows the engine's reusable buffers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome<'a> {
-    pub verdict: Verdict,
-    pub events: &'a [DoorEvent],
-    pub grants: &'a [Grant],
-    pub eviction: Eviction,
-}
-
 /// Whether the source may start a new attempt with the packet after its live one saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PacketFate {
@@ -140,44 +69,6 @@ enum PacketFate {
     Absorbed,
     /// No door left and none advanced: as if the source had no attempt.
     Unused,
-}
-
-/// Per-packet output buffers, reused so a warm engine does not allocate.
-#[derive(Debug, Default)]
-struct Output {
-    events: Vec<DoorEvent>,
-    grants: Vec<Grant>,
-}
-
-impl Output {
-    fn clear(&mut self) {
-        self.events.clear();
-        self.grants.clear();
-    }
-
-    fn event(&mut self, door: u16, result: KnockResult) {
-        self.events.push(DoorEvent {
-            door: usize::from(door),
-            result,
-        });
-    }
-
-    fn complete(&mut self, door: u16, source: IpAddr, action: Action) {
-        self.event(door, KnockResult::Complete);
-        self.grants.push(Grant {
-            door: usize::from(door),
-            source,
-            action,
-        });
-    }
-
-    /// Enough room for any packet: its own doors twice (reset, then restart) and the sweep's.
-    fn reserve_for(&mut self, max_doors_per_attempt: usize) {
-        self.clear();
-        self.events
-            .reserve(max_doors_per_attempt * (2 + SWEEP_BUDGET));
-        self.grants.reserve(max_doors_per_attempt);
-    }
 }
 
 /// Milliseconds since the first packet the engine saw.
@@ -213,10 +104,11 @@ impl fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// `max_sources` below 1 is taken as 1.
+    /// An engine for `doors` tracking at most `max_sources` sources (below 1 is taken as 1).
+    /// Memory grows with the number of tracked sources, up to about 81 bytes each.
     ///
     /// # Panics
-    /// With more than 65 536 doors.
+    /// With more than 65 536 doors, or a sequence of more than 255 ports.
     pub fn new(doors: Vec<Door>, max_sources: usize) -> Engine {
         let plan = DoorPlan::new(doors);
         let mut engine = Engine {
@@ -239,6 +131,8 @@ impl Engine {
         self.table.len()
     }
 
+    /// Processes one queued packet. `now` comes from the caller (a monotonic clock; packets
+    /// should arrive in time order). The outcome borrows buffers reused by the next call.
     pub fn on_packet(&mut self, now: Instant, knock: &Knock) -> Outcome<'_> {
         self.output.clear();
         let now_ms = self.clock.millis(now);
@@ -258,15 +152,11 @@ impl Engine {
             (PortKind::Other, OtherPorts::Ignored) => Eviction::None,
             _ => self.track(knock.source, &packet),
         };
-        Outcome {
-            verdict: match kind {
-                PortKind::Knock => Verdict::Drop,
-                PortKind::Other => Verdict::Accept,
-            },
-            events: &self.output.events,
-            grants: &self.output.grants,
-            eviction,
-        }
+        let verdict = match kind {
+            PortKind::Knock => Verdict::Drop,
+            PortKind::Other => Verdict::Accept,
+        };
+        self.output.outcome(verdict, eviction)
     }
 
     fn track(&mut self, source: IpAddr, packet: &Packet) -> Eviction {
@@ -380,8 +270,9 @@ impl Engine {
         }
     }
 
-    /// Live reload: attempts keep the doors whose name, sequence, tcp flags and timeout are
-    /// unchanged (under their new ids); other doors are dropped, and attempts left without doors.
+    /// Live reload: new doors; attempts are kept for doors whose name, sequence, tcp_flags and
+    /// seq_timeout are unchanged (remapped to their new [`DoorId`]), dropped otherwise. A smaller
+    /// `max_sources` evicts the oldest attempts.
     pub fn replace_doors(&mut self, doors: Vec<Door>, max_sources: usize) {
         let plan = DoorPlan::new(doors);
         let new_ids = reload::door_map(self.plan.doors(), plan.doors());

@@ -76,9 +76,15 @@ pub(super) struct DoorPlan {
 
 impl DoorPlan {
     /// # Panics
-    /// With more than 65 536 doors (door ids are stored as `u16`).
+    /// With more than 65 536 doors or a sequence over 255 ports (ids and stages are stored
+    /// as `u16` and `u8`; validated configs have at most `MAX_SEQUENCE_LEN` ports).
     pub fn new(doors: Vec<Door>) -> DoorPlan {
         assert!(doors.len() <= 1 << 16, "at most 65536 doors");
+        let longest = doors.iter().map(|door| door.sequence.len()).max();
+        assert!(
+            longest.unwrap_or(0) <= usize::from(u8::MAX),
+            "at most 255 ports a sequence"
+        );
         let mut knock_ports = PortSet::new();
         let mut starters: Vec<(PortKey, Vec<u16>)> = Vec::new();
         for (id, door) in doors.iter().enumerate() {

@@ -7,7 +7,7 @@
 //!
 //! Sources are hashed with std's `RandomState` (SipHash-1-3, randomly keyed): source addresses
 //! are chosen by whoever sends packets, spoofing included, so the index must not be floodable
-//! with colliding keys. It costs about 20 ns per packet on the reference machine (see
+//! with colliding keys. It costs 13–25 ns per packet on the reference machine (see
 //! docs/BENCHMARKS.md); faster hashers (foldhash, ahash) do not claim resistance against an
 //! attacker probing a long-running process.
 

@@ -1,0 +1,127 @@
+//! The engine's input ([`Knock`]) and the instructions it returns ([`Outcome`]).
+
+use std::net::IpAddr;
+
+use super::SWEEP_BUDGET;
+use crate::config::model::{Action, Proto};
+
+/// A queued packet, as the engine needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Knock {
+    pub source: IpAddr,
+    pub proto: Proto,
+    pub port: u16,
+    /// TCP header flag bits ([`crate::config::model::tcp_flag`]); 0 for UDP.
+    pub tcp_flags: u8,
+    /// Input interface index; unused for now.
+    pub iface: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    Accept,
+    Drop,
+}
+
+/// Index into [`Engine::doors`](super::Engine::doors).
+pub type DoorId = usize;
+
+/// What a packet did to one door of a source's attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KnockResult {
+    Advance,
+    Complete,
+    Reset,
+    Expired,
+    Duplicate,
+}
+
+impl KnockResult {
+    /// Lower-case name, for metric labels and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            KnockResult::Advance => "advance",
+            KnockResult::Complete => "complete",
+            KnockResult::Reset => "reset",
+            KnockResult::Expired => "expired",
+            KnockResult::Duplicate => "duplicate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DoorEvent {
+    pub door: DoorId,
+    pub result: KnockResult,
+}
+
+/// A completed door: add (or, for [`Action::Close`], remove) `source` in the door's sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub door: DoorId,
+    pub source: IpAddr,
+    pub action: Action,
+}
+
+/// Whether this packet's new attempt pushed the oldest one out of the full table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    None,
+    Oldest,
+}
+
+/// Instructions for one packet; borrows the engine's reusable buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome<'a> {
+    pub verdict: Verdict,
+    pub events: &'a [DoorEvent],
+    pub grants: &'a [Grant],
+    pub eviction: Eviction,
+}
+
+/// Per-packet output buffers, reused so a warm engine does not allocate.
+#[derive(Debug, Default)]
+pub(super) struct Output {
+    events: Vec<DoorEvent>,
+    grants: Vec<Grant>,
+}
+
+impl Output {
+    pub fn outcome(&self, verdict: Verdict, eviction: Eviction) -> Outcome<'_> {
+        Outcome {
+            verdict,
+            events: &self.events,
+            grants: &self.grants,
+            eviction,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.grants.clear();
+    }
+
+    pub fn event(&mut self, door: u16, result: KnockResult) {
+        self.events.push(DoorEvent {
+            door: usize::from(door),
+            result,
+        });
+    }
+
+    pub fn complete(&mut self, door: u16, source: IpAddr, action: Action) {
+        self.event(door, KnockResult::Complete);
+        self.grants.push(Grant {
+            door: usize::from(door),
+            source,
+            action,
+        });
+    }
+
+    /// Enough room for any packet: its own doors twice (reset, then restart) and the sweep's.
+    pub fn reserve_for(&mut self, max_doors_per_attempt: usize) {
+        self.clear();
+        self.events
+            .reserve(max_doors_per_attempt * (2 + SWEEP_BUDGET));
+        self.grants.reserve(max_doors_per_attempt);
+    }
+}
