@@ -25,6 +25,8 @@ pub enum Command {
     Run(ConfigArg),
     /// Validate the config, and the nftables table it names where that table exists.
     Check(ConfigArg),
+    /// See it all work in a throw-away sandbox of network namespaces (root).
+    Demo,
 }
 
 #[derive(Debug, Args)]

@@ -18,12 +18,14 @@
 //! - [`daemon`]: `knock-nfq run`: startup, the shared sharded engine state, signals and reloads,
 //!   the `/metrics` endpoint.
 //! - [`cli`]: the command line and the commands that are not the daemon (`check`).
+//! - [`demo`]: `knock-nfq demo`, the whole product in a throw-away namespace sandbox.
 //!
 //! The binary (`main.rs`) only parses arguments, loads the config, sets up tracing and calls in.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod metrics;
 pub mod nft;

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Check(args) => check(&args),
+        Command::Demo => demo(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,6 +33,12 @@ fn run(args: &cli::ConfigArg) -> anyhow::Result<()> {
 fn check(args: &cli::ConfigArg) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     cli::check(&config, &mut std::io::stdout())?;
+    Ok(())
+}
+
+fn demo() -> anyhow::Result<()> {
+    let binary = std::env::current_exe().context("cannot find the knock-nfq binary to start")?;
+    knock_nfq::demo::run(&binary, &mut std::io::stdout())?;
     Ok(())
 }
 

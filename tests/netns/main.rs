@@ -393,3 +393,29 @@ fn check_verifies_the_sets_where_the_table_exists() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_demo_runs_every_step_and_cleans_up() {
+    require_netns!();
+    let out = std::process::Command::new(daemon::BINARY)
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[8/8]") && stdout.ends_with("Every step behaved as expected.\n"),
+        "{stdout}"
+    );
+    // Only the demo makes kdemo-* namespaces; none may be left behind.
+    let left = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(!left.lines().any(|l| l.starts_with("kdemo-")), "{left}");
+}

@@ -27,8 +27,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("deps") => install_packages(),
+        Some("demo") => demo(),
         _ => {
-            eprintln!("usage: cargo xtask <test [cargo test args]|deps>");
+            eprintln!("usage: cargo xtask <demo|test [cargo test args]|deps>");
             return ExitCode::from(2);
         }
     };
@@ -48,6 +49,12 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(["test", "--workspace", "--all-targets"])
         .args(extra))?;
     run(Command::new(cargo()).args(["test", "--workspace", "--doc"]))
+}
+
+/// Builds the daemon and runs `knock-nfq demo` (which needs root).
+fn demo() -> Result<(), String> {
+    install_packages()?;
+    run(Command::new(cargo()).args(["run", "--quiet", "--bin", "knock-nfq", "--", "demo"]))
 }
 
 fn missing_packages() -> Vec<&'static str> {

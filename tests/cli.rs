@@ -1,0 +1,91 @@
+//! The binary's commands as a user runs them (no root needed, except where said).
+
+use std::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_knock-nfq");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/knock-nfq.example.toml");
+
+#[test]
+fn check_accepts_the_example_and_prints_a_line_per_door() {
+    let out = Command::new(BINARY)
+        .args(["check", "--config", EXAMPLE])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("openSSH: 7000:tcp 8000:tcp 9000:tcp within"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-> close 22/tcp"), "{stdout}");
+}
+
+#[test]
+fn check_rejects_a_bad_config_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[door]]\nname = \"ssh\"\nsequence = [\"7000\", \"70000:tcp\"]\nopen = [\"22/tcp\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(BINARY)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: door[0] (\"ssh\").sequence[1]",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("found \"70000:tcp\""), "{stderr}");
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let out = Command::new(BINARY)
+        .args(["check", "--config", "/nonexistent/knock.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/knock.toml: cannot read: No such file or directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_demo_refuses_to_run_without_root() {
+    // As root (CI), drop to nobody with util-linux's setpriv; as a user, run it directly.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let out = if root {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                BINARY,
+                "demo",
+            ])
+            .output()
+    } else {
+        Command::new(BINARY).arg("demo").output()
+    };
+    let Ok(out) = out else {
+        eprintln!("skipped: setpriv is not installed");
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the demo needs root"));
+}
