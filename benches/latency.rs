@@ -127,12 +127,7 @@ fn measure(topology: &Topology, source: &str) -> Try {
 
 /// One non-blocking connect, waiting up to `PROBE` (ppoll: microsecond resolution).
 fn probe(source: IpAddr, dest: SocketAddr) -> bool {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-    socket
-        .bind(&SockAddr::from(SocketAddr::new(source, 0)))
-        .expect("bind");
-    socket.set_nonblocking(true).expect("nonblocking");
-    let _ = socket.connect(&SockAddr::from(dest));
+    let socket = knock_syn(source, dest);
     let mut pollfd = libc::pollfd {
         fd: socket.as_raw_fd(),
         events: libc::POLLOUT,
@@ -160,13 +155,15 @@ fn knock_then_connect(topology: &Topology, source: &str) -> bool {
     })
 }
 
-fn knock_syn(source: IpAddr, dest: SocketAddr) {
+/// Sends one SYN from `source` without waiting; the socket is the caller's to poll or drop.
+fn knock_syn(source: IpAddr, dest: SocketAddr) -> Socket {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
     socket
         .bind(&SockAddr::from(SocketAddr::new(source, 0)))
         .expect("bind");
     socket.set_nonblocking(true).expect("nonblocking");
     let _ = socket.connect(&SockAddr::from(dest));
+    socket
 }
 
 /// Debian's knockd on the gateway's WAN interface, granting through nft like a knockd user.

@@ -120,36 +120,14 @@ impl Sandbox {
             lan: Netns::create(format!("kdemo-lan-{tag}"))?,
         };
         let gw = &sandbox.gateway;
-        gw.exec(
-            "ip",
-            &[
-                "link",
-                "add",
-                "wan0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &sandbox.client.name,
-            ],
-        )?;
-        gw.exec(
-            "ip",
-            &[
-                "link",
-                "add",
-                "lan0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &sandbox.lan.name,
-            ],
-        )?;
+        for (dev, peer) in [("wan0", &sandbox.client), ("lan0", &sandbox.lan)] {
+            gw.exec(
+                "ip",
+                &[
+                    "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", &peer.name,
+                ],
+            )?;
+        }
         for (ns, dev, addr) in [
             (&sandbox.client, "eth0", "192.0.2.2/24"),
             (gw, "wan0", "192.0.2.1/24"),
