@@ -46,14 +46,29 @@ fn assert_open(t: &Topology, source: &str, dest: &str, greeting: &str) {
     );
 }
 
+/// `nc -z` (netcat-openbsd) from the client: whether a TCP connection is established.
+fn nc_connects(t: &Topology, host: &str, port: &str) -> bool {
+    t.client
+        .command("nc")
+        .args(["-z", "-w", "1", host, port])
+        .status()
+        .expect("run nc")
+        .success()
+}
+
 #[test]
 fn ipv4_sequence_opens_local_and_lan_services_only_for_the_knocking_source() {
     require_netns!();
     let (t, daemon) = start();
     assert_closed(&t, CLIENT4, &[GW_SSH4, FORWARD4, LAN_WEB4]);
+    assert!(
+        !nc_connects(&t, GW4, "22"),
+        "nc must not connect before the knock"
+    );
 
     t.knock(GW4, &["7000", "8000", "9000:udp"]);
 
+    assert!(nc_connects(&t, GW4, "22"), "nc connects after the knock");
     assert_open(&t, CLIENT4, GW_SSH4, "gw");
     assert_open(&t, CLIENT4, FORWARD4, "lan");
     assert_open(&t, CLIENT4, LAN_WEB4, "lan");
@@ -418,4 +433,22 @@ fn the_demo_runs_every_step_and_cleans_up() {
         .unwrap();
     let left = String::from_utf8_lossy(&left.stdout);
     assert!(!left.lines().any(|l| l.starts_with("kdemo-")), "{left}");
+}
+
+#[test]
+fn empty_interfaces_guard_every_interface_and_wildcards_pick_by_prefix() {
+    require_netns!();
+    let all = config("5s", "30s").replace(r#"interfaces = ["wan0"]"#, "interfaces = []");
+    let (t, mut daemon) = start_with(&all);
+    assert_closed(&t, CLIENT4, &[GW_SSH4]);
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+    daemon.kill9();
+
+    // Guarding only lan*: the WAN side is not this table's business, so port 22 is reachable.
+    let lan_only =
+        config("5s", "30s").replace(r#"interfaces = ["wan0"]"#, r#"interfaces = ["lan*"]"#);
+    let _daemon = Daemon::start(&t.gw, &lan_only);
+    assert_open(&t, OTHER4, GW_SSH4, "gw");
+    assert!(set_elements(&t, "guarded_ifaces").contains(r#""lan*""#));
 }
