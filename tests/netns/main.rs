@@ -473,3 +473,39 @@ fn the_shipped_ruleset_passes_nft_check_up_to_the_kernel_queue_support() {
     );
     assert!(stderr.contains("queue num 0 bypass\n"), "{stderr}");
 }
+
+#[test]
+fn a_strict_door_is_reset_by_a_connection_to_any_other_port() {
+    require_netns!();
+    let strict = config("5s", "30s").replace(
+        "tcp_flags = \"syn,!ack\"\n",
+        "tcp_flags = \"syn,!ack\"\nstrict = true\n",
+    );
+    let (t, daemon) = start_with(&strict);
+    assert!(
+        set_elements(&t, "watch_protos").contains("tcp, udp")
+            || set_elements(&t, "watch_protos").contains("udp, tcp")
+    );
+
+    // A scanner's probe of port 5555 between the knocks resets the attempt...
+    knock_from(&t, CLIENT4, GW4, &["7000"]);
+    assert_eq!(
+        craft(&t, &["probe", GW4, "5555"]).trim(),
+        "5555 answered",
+        "other ports are handed back"
+    );
+    knock_from(&t, CLIENT4, GW4, &["8000", "9000:udp"]);
+    assert_closed(&t, CLIENT4, &[GW_SSH4]);
+    let metrics = daemon.metrics(&t.gw);
+    assert_eq!(
+        metrics.value(
+            "knock_nfq_knocks_total",
+            &[r#"door="ssh""#, r#"result="reset""#]
+        ),
+        1.0
+    );
+
+    // ...while an undisturbed sequence opens.
+    knock_from(&t, CLIENT4, GW4, &["7000", "8000", "9000:udp"]);
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+}
