@@ -64,7 +64,7 @@ impl Daemon {
         let mut nft = Nft::open(&config.daemon.table)?;
         nft.verify()?;
         nft.fill_static_sets(&config)?;
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(&config);
         metrics.last_reload_success.set(unix_now());
         let state = Arc::new(State::new(&config, config.daemon.queues.len(), metrics));
         let stop = Arc::new(AtomicBool::new(false));
@@ -126,15 +126,23 @@ impl Daemon {
             NotifyState::Reloading,
             NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Reloading),
         ]);
+        let started = Instant::now();
         match self.try_reload() {
             Ok(()) => {
                 self.state.metrics.reload_success.inc();
                 self.state.metrics.last_reload_success.set(unix_now());
-                info!(config = %self.config.path.display(), doors = self.config.doors.len(), "configuration reloaded");
+                let doors: Vec<&str> = self.config.doors.iter().map(|d| d.name.as_str()).collect();
+                info!(
+                    config = %self.config.path.display(), doors = %doors.join(","),
+                    duration = ?started.elapsed(), "configuration reloaded"
+                );
             }
             Err(err) => {
                 self.state.metrics.reload_failure.inc();
-                error!(error = %err, "reload rejected; still running on the previous configuration");
+                error!(
+                    config = %self.config.path.display(), error = %err, duration = ?started.elapsed(),
+                    "reload rejected; still running on the previous configuration"
+                );
             }
         }
         notify(&[NotifyState::Ready]);
