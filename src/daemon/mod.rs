@@ -3,6 +3,7 @@
 
 mod http;
 pub mod state;
+mod watchdog;
 
 use std::io;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::nft::{Nft, NftError};
 use crate::queue::{self, QueueError, Worker, WorkerHandle};
 use state::State;
+use watchdog::Watchdog;
 
 /// How long workers get to answer what is queued when stopping.
 const STOP_DEADLINE: Duration = Duration::from_millis(900);
@@ -108,11 +110,13 @@ impl Daemon {
             doors = self.config.doors.len(), "knock-nfq running"
         );
         notify(&[NotifyState::Ready]);
+        let mut watchdog = Watchdog::from_env();
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => self.reload(),
+                () = watchdog.tick() => watchdog.ping(&self.workers),
             }
         }
         notify(&[NotifyState::Stopping]);

@@ -265,6 +265,11 @@ fn log_grant(door: &Door, source: IpAddr, commit_time: Duration) {
 }
 
 impl WorkerHandle {
+    /// Whether the worker thread is still running (it ends only on stop, or by panicking).
+    pub fn is_alive(&self) -> bool {
+        !self.thread.is_finished()
+    }
+
     /// Waits for the worker to finish after the stop flag was set, waking it until it does.
     pub fn join(self, deadline: Instant) {
         while !self.thread.is_finished() && Instant::now() < deadline {
