@@ -14,9 +14,10 @@
 //!   grants, send the verdict.
 //! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
 //!   grants with per-element timeouts. Its unsafe code lives in `nft::sys`.
-//! - [`metrics`]: the Prometheus registry; label children resolved up front.
+//! - [`metrics`]: the Prometheus registry; label children resolved up front. Read at scrape
+//!   time: the kernel's queue counters (`/proc`) and the active-grants book fed by the workers.
 //! - [`daemon`]: `knock-nfq run`: startup, the shared sharded engine state, signals and reloads,
-//!   the `/metrics` endpoint.
+//!   systemd notifications and watchdog, the `/metrics` endpoint.
 //! - [`cli`]: the command line and the commands that are not the daemon (`check`).
 //! - [`demo`]: `knock-nfq demo`, the whole product in a throw-away namespace sandbox.
 //!

@@ -1,5 +1,6 @@
 //! The `knock-nfq` binary: parse arguments, load config, set up tracing, call the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -43,10 +44,12 @@ fn demo() -> anyhow::Result<()> {
 }
 
 /// Level from `RUST_LOG` (default `info`); text or JSON lines on stderr (journald keeps them).
+/// Colours only on a terminal: journald and log files would store the escape codes.
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

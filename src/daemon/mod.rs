@@ -3,6 +3,7 @@
 
 mod http;
 pub mod state;
+mod watchdog;
 
 use std::io;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::nft::{Nft, NftError};
 use crate::queue::{self, QueueError, Worker, WorkerHandle};
 use state::State;
+use watchdog::Watchdog;
 
 /// How long workers get to answer what is queued when stopping.
 const STOP_DEADLINE: Duration = Duration::from_millis(900);
@@ -64,7 +66,7 @@ impl Daemon {
         let mut nft = Nft::open(&config.daemon.table)?;
         nft.verify()?;
         nft.fill_static_sets(&config)?;
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(&config);
         metrics.last_reload_success.set(unix_now());
         let state = Arc::new(State::new(&config, config.daemon.queues.len(), metrics));
         let stop = Arc::new(AtomicBool::new(false));
@@ -108,11 +110,13 @@ impl Daemon {
             doors = self.config.doors.len(), "knock-nfq running"
         );
         notify(&[NotifyState::Ready]);
+        let mut watchdog = Watchdog::from_env();
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => self.reload(),
+                () = watchdog.tick() => watchdog.ping(&self.workers),
             }
         }
         notify(&[NotifyState::Stopping]);
@@ -126,15 +130,23 @@ impl Daemon {
             NotifyState::Reloading,
             NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Reloading),
         ]);
+        let started = Instant::now();
         match self.try_reload() {
             Ok(()) => {
                 self.state.metrics.reload_success.inc();
                 self.state.metrics.last_reload_success.set(unix_now());
-                info!(config = %self.config.path.display(), doors = self.config.doors.len(), "configuration reloaded");
+                let doors: Vec<&str> = self.config.doors.iter().map(|d| d.name.as_str()).collect();
+                info!(
+                    config = %self.config.path.display(), doors = %doors.join(","),
+                    duration = ?started.elapsed(), "configuration reloaded"
+                );
             }
             Err(err) => {
                 self.state.metrics.reload_failure.inc();
-                error!(error = %err, "reload rejected; still running on the previous configuration");
+                error!(
+                    config = %self.config.path.display(), error = %err, duration = ?started.elapsed(),
+                    "reload rejected; still running on the previous configuration"
+                );
             }
         }
         notify(&[NotifyState::Ready]);

@@ -56,8 +56,12 @@ impl State {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies a new configuration; attempts of unchanged doors are kept by the engine.
+    /// Applies a new configuration; attempts of unchanged doors are kept by the engine, and
+    /// the active-grants belief keeps the grants of doors still there.
     pub fn reload(&self, config: &Config) {
+        self.metrics
+            .active_grants
+            .replace_doors(&config.doors, config.daemon.max_sources);
         let per_shard = config.daemon.max_sources.div_ceil(self.shards.len());
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);

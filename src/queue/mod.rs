@@ -3,6 +3,7 @@
 //! Every received packet gets a verdict, always: parse failures are counted and accepted, and
 //! the grant of a completing knock is committed to nftables before that packet's drop verdict.
 
+mod limit;
 mod wake;
 mod worker;
 

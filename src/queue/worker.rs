@@ -9,11 +9,18 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use crate::config::Door;
+use super::limit::{Gate, RateLimit};
+use crate::config::{Action, Door};
 use crate::daemon::state::{State, gauge_delta};
-use crate::engine::{Eviction, KnockResult, Verdict};
-use crate::nft::Nft;
+use crate::engine::{DoorEvent, Eviction, KnockResult, Verdict};
+use crate::metrics::DoorMetrics;
+use crate::nft::{Nft, NftError};
 use crate::packet;
+
+/// At most one warning per this interval for receive and verdict errors...
+const ERROR_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+/// ...and for evictions, which a spoofed-source flood causes on every packet.
+const EVICTION_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A worker ready to run on its own thread.
 pub struct Worker {
@@ -22,7 +29,8 @@ pub struct Worker {
     nft: Nft,
     state: Arc<State>,
     stop: Arc<AtomicBool>,
-    last_warning: Option<Instant>,
+    error_warnings: RateLimit,
+    eviction_warnings: RateLimit,
 }
 
 impl std::fmt::Debug for Worker {
@@ -54,7 +62,8 @@ impl Worker {
             nft,
             state,
             stop,
-            last_warning: None,
+            error_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
+            eviction_warnings: RateLimit::new(EVICTION_WARNING_INTERVAL),
         }
     }
 
@@ -106,13 +115,20 @@ impl Worker {
     }
 
     fn warn_rate_limited(&mut self, what: &str, err: &io::Error) {
-        let now = Instant::now();
-        if self
-            .last_warning
-            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
-        {
-            self.last_warning = Some(now);
-            warn!(queue = self.num, error = %err, "{what}");
+        if let Gate::Report { events } = self.error_warnings.check(Instant::now()) {
+            warn!(queue = self.num, error = %err, events, "{what}");
+        }
+    }
+
+    fn evicted(&mut self, now: Instant) {
+        self.state.metrics.evictions.inc();
+        if let Gate::Report { events } = self.eviction_warnings.check(now) {
+            warn!(
+                queue = self.num,
+                evicted = events,
+                "knock attempts evicted: the source table is full (a flood of spoofed sources? \
+                 if the traffic is real, raise daemon.max_sources)"
+            );
         }
     }
 
@@ -156,21 +172,20 @@ impl Worker {
         let outcome = shard.engine.on_packet(now, &knock);
         for event in outcome.events {
             shard.door_metrics[event.door].knock(event.result);
-            if event.result == KnockResult::Complete {
-                info!(door = %shard.doors[event.door].name, source = %knock.source, "knock sequence complete");
-            }
-        }
-        if outcome.eviction == Eviction::Oldest {
-            state.metrics.evictions.inc();
+            log_knock(*event, &shard.doors[event.door], knock.source);
         }
         debug!(source = %knock.source, port = knock.port, proto = %knock.proto, verdict = ?outcome.verdict, "packet");
-        let verdict = outcome.verdict;
+        let (verdict, eviction) = (outcome.verdict, outcome.eviction);
         if !outcome.grants.is_empty() {
             let grants: Vec<(IpAddr, usize)> =
                 outcome.grants.iter().map(|g| (g.source, g.door)).collect();
             self.commit_grants(&grants, &shard.doors, &shard.door_metrics);
         }
         let after = shard.engine.tracked_sources();
+        drop(guard);
+        if eviction == Eviction::Oldest {
+            self.evicted(now);
+        }
         state
             .metrics
             .tracked_sources
@@ -183,36 +198,78 @@ impl Worker {
         &mut self,
         grants: &[(IpAddr, usize)],
         doors: &[Door],
-        door_metrics: &[crate::metrics::DoorMetrics],
+        door_metrics: &[DoorMetrics],
     ) {
         let started = Instant::now();
         let result = self
             .nft
             .apply_grants(grants.iter().map(|(source, door)| (*source, &doors[*door])));
+        let committed = Instant::now();
         self.state
             .metrics
             .nft_batch_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(()) => {
-                for (source, door_id) in grants {
-                    let door = &doors[*door_id];
-                    door_metrics[*door_id].grants.inc();
-                    let targets: Vec<String> =
-                        door.targets.iter().map(ToString::to_string).collect();
-                    info!(door = %door.name, %source, action = door.action.name(), targets = %targets.join(","),
-                        open_for = %humantime::format_duration(door.open_for), "grant committed");
+            .observe(committed.duration_since(started).as_secs_f64());
+        for &(source, door_id) in grants {
+            let door = &doors[door_id];
+            match &result {
+                Ok(()) => {
+                    door_metrics[door_id].grants.inc();
+                    self.state
+                        .metrics
+                        .active_grants
+                        .record(committed, door, source);
+                    log_grant(door, source, committed.duration_since(started));
                 }
-            }
-            Err(err) => {
-                self.state.metrics.nft_errors.inc();
-                error!(queue = self.num, error = %err, cause = ?std::error::Error::source(&err), "grant failed");
+                Err(err) => self.grant_failed(door, source, err),
             }
         }
+        if result.is_err() {
+            self.state.metrics.nft_errors.inc();
+        }
+    }
+
+    fn grant_failed(&self, door: &Door, source: IpAddr, err: &NftError) {
+        error!(
+            queue = self.num, door = %door.name, %source, action = door.action.name(),
+            error = %err, cause = ?std::error::Error::source(err),
+            "grant failed; the client's access is unchanged"
+        );
+    }
+}
+
+/// A completed sequence at info; the steps before it are per-packet noise, at debug.
+fn log_knock(event: DoorEvent, door: &Door, source: IpAddr) {
+    match event.result {
+        KnockResult::Complete => info!(
+            door = %door.name, %source, knocks = door.sequence.len(), action = door.action.name(),
+            "knock sequence complete"
+        ),
+        result => debug!(door = %door.name, %source, result = result.name(), "knock"),
+    }
+}
+
+fn log_grant(door: &Door, source: IpAddr, commit_time: Duration) {
+    let targets: Vec<String> = door.targets.iter().map(ToString::to_string).collect();
+    let targets = targets.join(",");
+    match door.action {
+        Action::Open => info!(
+            door = %door.name, %source, %targets,
+            open_for = %humantime::format_duration(door.open_for), ?commit_time,
+            "grant committed"
+        ),
+        Action::Close => info!(
+            door = %door.name, %source, %targets, ?commit_time,
+            "grant revoked"
+        ),
     }
 }
 
 impl WorkerHandle {
+    /// Whether the worker thread is still running (it ends only on stop, or by panicking).
+    pub fn is_alive(&self) -> bool {
+        !self.thread.is_finished()
+    }
+
     /// Waits for the worker to finish after the stop flag was set, waking it until it does.
     pub fn join(self, deadline: Instant) {
         while !self.thread.is_finished() && Instant::now() < deadline {

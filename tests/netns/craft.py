@@ -9,6 +9,7 @@
     craft.py malformed DST PORT   a burst of broken packets aimed at a knock port.
     craft.py probe DST PORT...    one SYN per port; prints "PORT answered" or "PORT silent".
 """
+import socket
 import sys
 import time
 
@@ -19,8 +20,18 @@ from scapy.all import (IP, IPOption_NOP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFrag
 conf.verb = 0
 
 
+def source_for(dst):
+    """The address the kernel sends from. scapy picks its own and ignores that the second client
+    address is deprecated (preferred_lft 0), so it sometimes knocked from the wrong address."""
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect((dst, 9))  # UDP connect: a route lookup, no packet
+        return s.getsockname()[0]
+
+
 def ip_layer(dst, **kw):
-    return IPv6(dst=dst, **kw) if ":" in dst else IP(dst=dst, **kw)
+    src = source_for(dst)
+    return IPv6(src=src, dst=dst, **kw) if ":" in dst else IP(src=src, dst=dst, **kw)
 
 
 def packet(dst, spec):
@@ -33,10 +44,10 @@ def packet(dst, spec):
     if kind == "udp":
         return ip_layer(dst) / UDP(sport=sport, dport=port) / Raw(b"knock")
     if kind == "tcpx":
-        return (IPv6(dst=dst) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()
+        return (ip_layer(dst) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()
                 / IPv6ExtHdrRouting(addresses=[]) / TCP(sport=sport, dport=port, flags=flags))
     if kind == "tcpo":
-        return IP(dst=dst, options=[IPOption_NOP()] * 4) / TCP(sport=sport, dport=port, flags=flags)
+        return ip_layer(dst, options=[IPOption_NOP()] * 4) / TCP(sport=sport, dport=port, flags=flags)
     raise SystemExit(f"unknown packet spec {spec}")
 
 

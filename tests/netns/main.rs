@@ -4,6 +4,7 @@
 //! dropped, a counter moved by exactly one.
 
 mod harness;
+mod ops;
 
 use std::thread::sleep;
 use std::time::Duration;

@@ -7,7 +7,8 @@ use std::env;
 use std::process::{Command, ExitCode};
 
 /// Build: libnftnl/libmnl headers. Tests: nftables, iptables (queue fallback), iproute2, and
-/// the real peers and clients (knockd and knock, nmap, nc, scapy, tcpdump).
+/// the real peers and clients (knockd and knock, nmap, nc, scapy, tcpdump), and Prometheus
+/// (`prometheus`, `promtool`) to scrape the daemon and run the dashboard's queries.
 const PACKAGES: &[&str] = &[
     "pkg-config",
     "libnftnl-dev",
@@ -20,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "nmap",
     "netcat-openbsd",
     "python3-scapy",
+    "prometheus",
 ];
 
 fn main() -> ExitCode {

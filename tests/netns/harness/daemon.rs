@@ -47,6 +47,64 @@ impl Daemon {
         daemon
     }
 
+    /// Like [`Daemon::start`], with systemd's watchdog asked for every `usec` microseconds.
+    pub fn start_watched(gw: &Netns, config: &str, usec: u64) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("knock-nfq.toml");
+        fs::write(&config_path, config).expect("write config");
+        let notify_path = dir.path().join("notify");
+        let notify = UnixDatagram::bind(&notify_path).expect("bind notify socket");
+        let log = log_file(&dir.path().join("daemon.log"));
+        // systemd names the pid the watchdog is for: the shell's, which execs the daemon.
+        let child = gw
+            .command("sh")
+            .args([
+                "-c",
+                r#"export WATCHDOG_PID=$$; exec "$0" "$@""#,
+                BINARY,
+                "run",
+                "--config",
+            ])
+            .arg(&config_path)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", usec.to_string())
+            .env("RUST_LOG", "knock_nfq=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn knock-nfq");
+        let mut daemon = Daemon {
+            child,
+            netns: gw.name.clone(),
+            dir,
+            config_path,
+            notify,
+        };
+        daemon.wait_for("READY=1");
+        daemon
+    }
+
+    /// How many notifications containing `state` arrive within `window`.
+    pub fn count_notifications(&mut self, state: &str, window: Duration) -> usize {
+        let deadline = Instant::now() + window;
+        let mut buf = [0u8; 512];
+        let mut count = 0;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            self.notify
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("timeout");
+            if let Ok(n) = self.notify.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == state)
+            {
+                count += 1;
+            }
+        }
+        count
+    }
+
     /// Starts a new daemon process on the same config (after `kill9`).
     pub fn restart(&mut self, gw: &Netns) {
         let notify_path = self.dir.path().join("notify");
@@ -142,12 +200,16 @@ impl Daemon {
     }
 }
 
-fn spawn(gw: &Netns, config: &PathBuf, notify: &PathBuf, log: &PathBuf) -> Child {
-    let log = File::options()
+fn log_file(path: &PathBuf) -> File {
+    File::options()
         .create(true)
         .append(true)
-        .open(log)
-        .expect("log file");
+        .open(path)
+        .expect("log file")
+}
+
+fn spawn(gw: &Netns, config: &PathBuf, notify: &PathBuf, log: &PathBuf) -> Child {
+    let log = log_file(log);
     gw.command(BINARY)
         .args(["run", "--config"])
         .arg(config)
@@ -174,6 +236,11 @@ pub struct Metrics(pub String);
 impl Metrics {
     /// The value of series `name` with all of `labels` (`door="ssh"`), or 0 when absent.
     pub fn value(&self, name: &str, labels: &[&str]) -> f64 {
+        self.series(name, labels).unwrap_or(0.0)
+    }
+
+    /// The value of series `name` with all of `labels`, if it is exported.
+    pub fn series(&self, name: &str, labels: &[&str]) -> Option<f64> {
         self.0
             .lines()
             .filter(|line| !line.starts_with('#'))
@@ -182,6 +249,17 @@ impl Metrics {
                 let series_name = series.split('{').next().unwrap_or_default();
                 series_name == name && labels.iter().all(|label| series.contains(label))
             })
-            .map_or(0.0, |(_, value)| value.parse().expect("a number"))
+            .map(|(_, value)| value.parse().expect("a number"))
+    }
+
+    /// Every metric name with at least one sample (histograms as their `_bucket`, `_sum` and
+    /// `_count` series).
+    pub fn names(&self) -> std::collections::BTreeSet<String> {
+        self.0
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .filter_map(|line| line.split(['{', ' ']).next())
+            .map(str::to_owned)
+            .collect()
     }
 }

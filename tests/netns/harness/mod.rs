@@ -2,6 +2,7 @@
 
 pub mod daemon;
 pub mod netns;
+pub mod prometheus;
 pub mod topology;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};

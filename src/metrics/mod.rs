@@ -1,16 +1,23 @@
 //! Prometheus metrics (names and labels are a contract: DESIGN.md section 5).
 //!
 //! Labelled children are resolved once (per door at start and on reload) so that the packet
-//! path only increments atomics: no lock, no allocation, no label lookup.
+//! path only increments atomics: no lock, no allocation, no label lookup. Two families are
+//! computed at scrape time instead: the kernel's queue counters ([`kernel_queue`]) and the
+//! active grants ([`active_grants`]), which change only on grants.
+
+pub mod active_grants;
+pub mod kernel_queue;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
-use crate::config::Door;
+use crate::config::{Config, Door};
 use crate::engine::KnockResult;
 use crate::packet::PacketError;
+pub use active_grants::ActiveGrants;
+use kernel_queue::KernelQueues;
 
 /// Every metric the daemon exports.
 #[derive(Debug, Clone)]
@@ -32,6 +39,8 @@ pub struct Metrics {
     pub reload_success: IntCounter,
     pub reload_failure: IntCounter,
     pub last_reload_success: prometheus::Gauge,
+    /// The belief behind `knock_nfq_active_grants`, fed by the workers after each commit.
+    pub active_grants: ActiveGrants,
 }
 
 /// One door's counters, resolved up front.
@@ -88,8 +97,17 @@ fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// Every metric, with the kernel counters of `config`'s queues and an active-grants book for
+    /// its doors, bounded like the source table (`max_sources`).
+    pub fn new(config: &Config) -> Metrics {
         let registry = Registry::new();
+        registry
+            .register(Box::new(KernelQueues::new(&config.daemon.queues)))
+            .expect("unique metric name");
+        let active_grants = ActiveGrants::new(&config.doors, config.daemon.max_sources);
+        registry
+            .register(Box::new(active_grants.clone()))
+            .expect("unique metric name");
         let verdicts = counter_vec(
             &registry,
             "knock_nfq_verdicts_total",
@@ -183,6 +201,7 @@ impl Metrics {
                 "knock_nfq_queue_errors_total",
                 "Failed receives or verdicts on a queue.",
             ),
+            active_grants,
             registry,
         }
     }
@@ -213,11 +232,5 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics::new()
     }
 }
