@@ -166,13 +166,19 @@ impl Nft {
             spec,
         };
         if info.key_len != spec.key_len || info.key_type != spec.key_type() {
+            let found = sets::type_name(info.key_type);
             return Err(wrong(format!(
-                "key type {} of {} bytes",
-                info.key_type, info.key_len
+                "it has `type {found}` ({} bytes)",
+                info.key_len
             )));
         }
-        if info.flags & spec.flags != spec.flags {
-            return Err(wrong(format!("flags {:#x}", info.flags)));
+        for (flag, name) in [
+            (sets::flag::INTERVAL, "interval"),
+            (sets::flag::TIMEOUT, "timeout"),
+        ] {
+            if spec.flags & flag != 0 && info.flags & flag == 0 {
+                return Err(wrong(format!("it lacks `flags {name}`")));
+            }
         }
         Ok(())
     }

@@ -39,6 +39,33 @@ impl SetSpec {
     }
 }
 
+/// Names a kernel-reported key type the way `nft list` would (`ipv4_addr . inet_service`).
+pub fn type_name(key_type: u32) -> String {
+    let mut fields = Vec::new();
+    let mut rest = key_type;
+    while rest != 0 {
+        fields.push(rest & 0x3f);
+        rest >>= 6;
+    }
+    let names: Vec<String> = fields
+        .iter()
+        .rev()
+        .map(|field| match *field {
+            IPV4_ADDR => "ipv4_addr".to_owned(),
+            IPV6_ADDR => "ipv6_addr".to_owned(),
+            INET_PROTO => "inet_proto".to_owned(),
+            INET_SERVICE => "inet_service".to_owned(),
+            IFNAME => "ifname".to_owned(),
+            other => format!("datatype {other}"),
+        })
+        .collect();
+    if names.is_empty() {
+        "an untyped key".to_owned()
+    } else {
+        names.join(" . ")
+    }
+}
+
 impl fmt::Display for SetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "set {} {{ type {};", self.name, self.type_name)?;
@@ -169,6 +196,16 @@ mod tests {
             461
         );
         assert_eq!(ALLOW4.key_type(), (7 << 12) | (12 << 6) | 13);
+    }
+
+    #[test]
+    fn kernel_key_types_are_named_like_nft() {
+        assert_eq!(
+            type_name(ALLOW_FWD6.key_type()),
+            "ipv6_addr . ipv6_addr . inet_proto . inet_service"
+        );
+        assert_eq!(type_name(GUARDED_IFACES.key_type()), "ifname");
+        assert_eq!(type_name(5), "datatype 5");
     }
 
     #[test]
