@@ -1,11 +1,12 @@
-//! The command line (DESIGN.md section 4) and the commands that are not the daemon.
+//! The command line (DESIGN.md section 4) and the glue for the commands that are not the daemon.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config};
+use crate::client::{self, AddressFamily, ClientError, DefaultProto, KnockPlan, Verbosity};
+use crate::config::{self, Config, Proto};
 use crate::nft::{Nft, NftError};
 
 #[derive(Debug, Parser)]
@@ -25,6 +26,8 @@ pub enum Command {
     Run(ConfigArg),
     /// Validate the config, and the nftables table it names where that table exists.
     Check(ConfigArg),
+    /// Knock on a host: knockd's `knock` client (`knock-nfq knock HOST 7000 8000 9000:udp`).
+    Knock(KnockArgs),
 }
 
 #[derive(Debug, Args)]
@@ -32,6 +35,72 @@ pub struct ConfigArg {
     /// The configuration file.
     #[arg(long, short = 'c', value_name = "PATH", default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
+}
+
+/// `knock`'s arguments, knockd's client compatible; [`KnockPlan::from_args`] validates them.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  knock-nfq knock -v server.example.com 7000 8000 9000:udp\n  \
+                  knock-nfq knock --config /etc/knock-nfq/knock-nfq.toml --door ssh server.example.com"
+)]
+pub struct KnockArgs {
+    /// Knock with UDP where a port names no protocol (default TCP).
+    #[arg(short = 'u', long = "udp", conflicts_with = "door")]
+    pub udp: bool,
+    /// Wait MS milliseconds between two knocks.
+    #[arg(short = 'd', long = "delay", value_name = "MS", default_value_t = 0)]
+    pub delay: u64,
+    /// Knock on the host's IPv4 address.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Knock on the host's IPv6 address.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+    /// Print each knock as it is sent.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+    /// Take the sequence from this knock-nfq config (with --door).
+    #[arg(short = 'c', long, value_name = "PATH", requires = "door")]
+    pub config: Option<PathBuf>,
+    /// The door of --config whose sequence to knock.
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub door: Option<String>,
+    /// The host to knock on: a name or an address.
+    pub host: String,
+    /// The knocks, in order: PORT, PORT:tcp or PORT:udp.
+    #[arg(
+        value_name = "PORT[:PROTO]",
+        required_unless_present = "door",
+        conflicts_with = "door"
+    )]
+    pub ports: Vec<String>,
+}
+
+impl KnockArgs {
+    pub fn default_proto(&self) -> DefaultProto {
+        DefaultProto(if self.udp { Proto::Udp } else { Proto::Tcp })
+    }
+
+    pub fn family(&self) -> AddressFamily {
+        match (self.ipv4, self.ipv6) {
+            (true, _) => AddressFamily::V4,
+            (_, true) => AddressFamily::V6,
+            _ => AddressFamily::Any,
+        }
+    }
+
+    pub fn verbosity(&self) -> Verbosity {
+        if self.verbose {
+            Verbosity::EachKnock
+        } else {
+            Verbosity::Quiet
+        }
+    }
+}
+
+/// `knock-nfq knock`: builds the plan and sends it; `-v` lines go to `out`.
+pub fn knock(args: &KnockArgs, out: &mut impl Write) -> Result<(), ClientError> {
+    client::send(&KnockPlan::from_args(args)?, out)
 }
 
 /// What `check` found about the nftables side.

@@ -17,11 +17,14 @@
 //! - [`metrics`]: the Prometheus registry; label children resolved up front.
 //! - [`daemon`]: `knock-nfq run`: startup, the shared sharded engine state, signals and reloads,
 //!   the `/metrics` endpoint.
-//! - [`cli`]: the command line and the commands that are not the daemon (`check`).
+//! - [`client`]: `knock-nfq knock`, knockd's client: arguments into a `KnockPlan`, then one SYN
+//!   or datagram per knock.
+//! - [`cli`]: the command line and the commands that are not the daemon (`check`, `knock`).
 //!
 //! The binary (`main.rs`) only parses arguments, loads the config, sets up tracing and calls in.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod engine;
