@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::{self, AddressFamily, ClientError, DefaultProto, KnockPlan, Verbosity};
 use crate::config::{self, Config, Proto};
+use crate::import::{self, ImportError};
 use crate::nft::{Nft, NftError};
 
 #[derive(Debug, Parser)]
@@ -28,6 +29,9 @@ pub enum Command {
     Check(ConfigArg),
     /// Knock on a host: knockd's `knock` client (`knock-nfq knock HOST 7000 8000 9000:udp`).
     Knock(KnockArgs),
+    /// Print a knockd.conf translated to this program's config (TOML) on stdout.
+    #[command(name = "import-knockd")]
+    ImportKnockd(ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,9 +102,43 @@ impl KnockArgs {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The knockd configuration to translate, usually /etc/knockd.conf.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+}
+
 /// `knock-nfq knock`: builds the plan and sends it; `-v` lines go to `out`.
 pub fn knock(args: &KnockArgs, out: &mut impl Write) -> Result<(), ClientError> {
     client::send(&KnockPlan::from_args(args)?, out)
+}
+
+/// `knock-nfq import-knockd`: the TOML on `out`, one warning line per untranslated door or
+/// changed meaning on `warn`. No translated door is an error, after the commented doors are out.
+pub fn import_knockd(
+    args: &ImportArgs,
+    out: &mut impl Write,
+    warn: &mut impl Write,
+) -> Result<(), ImportError> {
+    let import = import::import_file(&args.path)?;
+    if import.doors == 0 {
+        return Err(ImportError::NoDoors {
+            path: args.path.clone(),
+        });
+    }
+    let _ = out.write_all(import.toml.as_bytes());
+    let _ = out.flush();
+    for line in &import.warnings {
+        let _ = writeln!(warn, "knock-nfq: warning: {line}");
+    }
+    if import.translated == 0 {
+        return Err(ImportError::NothingTranslated {
+            path: args.path.clone(),
+            doors: import.doors,
+        });
+    }
+    Ok(())
 }
 
 /// What `check` found about the nftables side.

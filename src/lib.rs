@@ -19,7 +19,10 @@
 //!   the `/metrics` endpoint.
 //! - [`client`]: `knock-nfq knock`, knockd's client: arguments into a `KnockPlan`, then one SYN
 //!   or datagram per knock.
-//! - [`cli`]: the command line and the commands that are not the daemon (`check`, `knock`).
+//! - [`import`]: `knock-nfq import-knockd`: a knockd.conf parsed into a typed form, translated
+//!   and rendered as this project's TOML, with a comment for whatever could not be translated.
+//! - [`cli`]: the command line and the commands that are not the daemon (`check`, `knock`,
+//!   `import-knockd`).
 //!
 //! The binary (`main.rs`) only parses arguments, loads the config, sets up tracing and calls in.
 
@@ -28,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod import;
 pub mod metrics;
 pub mod nft;
 pub mod packet;
