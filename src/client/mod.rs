@@ -1,6 +1,6 @@
 //! `knock-nfq knock`: a drop-in for knockd's `knock` client.
 //!
-//! The arguments become a [`KnockPlan`] (pure, unit-tested without a network); [`send`] then
+//! The arguments become a [`KnockPlan`] (pure, unit-tested without a network); [`send()`] then
 //! resolves the host once and sends the knocks: a TCP knock is one SYN from a non-blocking
 //! connect that is closed at once, a UDP knock one datagram.
 
