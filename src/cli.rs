@@ -1,11 +1,13 @@
-//! The command line (DESIGN.md section 4) and the commands that are not the daemon.
+//! The command line (DESIGN.md section 4) and the glue for the commands that are not the daemon.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config};
+use crate::client::{self, AddressFamily, ClientError, DefaultProto, KnockPlan, Verbosity};
+use crate::config::{self, Config, Proto};
+use crate::import::{self, ImportError};
 use crate::nft::{Nft, NftError};
 
 #[derive(Debug, Parser)]
@@ -27,6 +29,11 @@ pub enum Command {
     Check(ConfigArg),
     /// See it all work in a throw-away sandbox of network namespaces (root).
     Demo,
+    /// Knock on a host: knockd's `knock` client (`knock-nfq knock HOST 7000 8000 9000:udp`).
+    Knock(KnockArgs),
+    /// Print a knockd.conf translated to this program's config (TOML) on stdout.
+    #[command(name = "import-knockd")]
+    ImportKnockd(ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -34,6 +41,106 @@ pub struct ConfigArg {
     /// The configuration file.
     #[arg(long, short = 'c', value_name = "PATH", default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
+}
+
+/// `knock`'s arguments, knockd's client compatible; [`KnockPlan::from_args`] validates them.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  knock-nfq knock -v server.example.com 7000 8000 9000:udp\n  \
+                  knock-nfq knock --config /etc/knock-nfq/knock-nfq.toml --door ssh server.example.com"
+)]
+pub struct KnockArgs {
+    /// Knock with UDP where a port names no protocol (default TCP).
+    #[arg(short = 'u', long = "udp", conflicts_with = "door")]
+    pub udp: bool,
+    /// Wait MS milliseconds between two knocks.
+    #[arg(short = 'd', long = "delay", value_name = "MS", default_value_t = 0)]
+    pub delay: u64,
+    /// Knock on the host's IPv4 address.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Knock on the host's IPv6 address.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+    /// Print each knock as it is sent.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+    /// Take the sequence from this knock-nfq config (with --door).
+    #[arg(short = 'c', long, value_name = "PATH", requires = "door")]
+    pub config: Option<PathBuf>,
+    /// The door of --config whose sequence to knock.
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub door: Option<String>,
+    /// The host to knock on: a name or an address.
+    pub host: String,
+    /// The knocks, in order: PORT, PORT:tcp or PORT:udp.
+    #[arg(
+        value_name = "PORT[:PROTO]",
+        required_unless_present = "door",
+        conflicts_with = "door"
+    )]
+    pub ports: Vec<String>,
+}
+
+impl KnockArgs {
+    pub fn default_proto(&self) -> DefaultProto {
+        DefaultProto(if self.udp { Proto::Udp } else { Proto::Tcp })
+    }
+
+    pub fn family(&self) -> AddressFamily {
+        match (self.ipv4, self.ipv6) {
+            (true, _) => AddressFamily::V4,
+            (_, true) => AddressFamily::V6,
+            _ => AddressFamily::Any,
+        }
+    }
+
+    pub fn verbosity(&self) -> Verbosity {
+        if self.verbose {
+            Verbosity::EachKnock
+        } else {
+            Verbosity::Quiet
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The knockd configuration to translate, usually /etc/knockd.conf.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+}
+
+/// `knock-nfq knock`: builds the plan and sends it; `-v` lines go to `out`.
+pub fn knock(args: &KnockArgs, out: &mut impl Write) -> Result<(), ClientError> {
+    client::send(&KnockPlan::from_args(args)?, out)
+}
+
+/// `knock-nfq import-knockd`: the TOML on `out`, one warning line per untranslated door or
+/// changed meaning on `warn`. No translated door is an error, after the commented doors are out.
+pub fn import_knockd(
+    args: &ImportArgs,
+    out: &mut impl Write,
+    warn: &mut impl Write,
+) -> Result<(), ImportError> {
+    let import = import::import_file(&args.path)?;
+    if import.doors == 0 {
+        return Err(ImportError::NoDoors {
+            path: args.path.clone(),
+        });
+    }
+    let _ = out.write_all(import.toml.as_bytes());
+    let _ = out.flush();
+    for line in &import.warnings {
+        let _ = writeln!(warn, "knock-nfq: warning: {line}");
+    }
+    if import.translated == 0 {
+        return Err(ImportError::NothingTranslated {
+            path: args.path.clone(),
+            doors: import.doors,
+        });
+    }
+    Ok(())
 }
 
 /// What `check` found about the nftables side.

@@ -18,16 +18,23 @@
 //!   time: the kernel's queue counters (`/proc`) and the active-grants book fed by the workers.
 //! - [`daemon`]: `knock-nfq run`: startup, the shared sharded engine state, signals and reloads,
 //!   systemd notifications and watchdog, the `/metrics` endpoint.
-//! - [`cli`]: the command line and the commands that are not the daemon (`check`).
+//! - [`client`]: `knock-nfq knock`, knockd's client: arguments into a `KnockPlan`, then one SYN
+//!   or datagram per knock.
+//! - [`import`]: `knock-nfq import-knockd`: a knockd.conf parsed into a typed form, translated
+//!   and rendered as this project's TOML, with a comment for whatever could not be translated.
+//! - [`cli`]: the command line and the commands that are not the daemon (`check`, `knock`,
+//!   `import-knockd`).
 //! - [`demo`]: `knock-nfq demo`, the whole product in a throw-away namespace sandbox.
 //!
 //! The binary (`main.rs`) only parses arguments, loads the config, sets up tracing and calls in.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod engine;
+pub mod import;
 pub mod metrics;
 pub mod nft;
 pub mod packet;

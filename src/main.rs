@@ -15,6 +15,11 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Check(args) => check(&args),
         Command::Demo => demo(),
+        Command::Knock(args) => cli::knock(&args, &mut std::io::stdout()).map_err(Into::into),
+        Command::ImportKnockd(args) => {
+            cli::import_knockd(&args, &mut std::io::stdout(), &mut std::io::stderr())
+                .map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@
 mod build;
 mod error;
 pub mod model;
-mod parse;
+pub(crate) mod parse;
 mod source;
 mod summary;
 mod tree;

@@ -50,8 +50,9 @@ pub enum DemoError {
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Runs the demo, printing to `out`. `daemon` is the knock-nfq binary to start on the gateway.
-pub fn run(daemon: &Path, out: &mut impl Write) -> Result<(), DemoError> {
+/// Runs the demo, printing to `out`. `binary` is knock-nfq itself: the gateway's daemon and the
+/// client's knock.
+pub fn run(binary: &Path, out: &mut impl Write) -> Result<(), DemoError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(DemoError::NotRoot);
@@ -72,7 +73,7 @@ pub fn run(daemon: &Path, out: &mut impl Write) -> Result<(), DemoError> {
             out,
             step: 0,
         }
-        .run(daemon)
+        .run(binary)
     });
     let _ = writeln!(out, "\nRemoved the namespaces, and with them the daemon.");
     if result.is_ok() {
@@ -122,10 +123,17 @@ impl<W: Write> Demo<'_, W> {
         self.expect_dropped(22)?;
 
         self.say(&format!(
-            "Knocking from the client: knock-nfq knock {GATEWAY} 7000 8000 9000:udp"
+            "Knocking from the client: knock-nfq knock -v {GATEWAY} 7000 8000 9000:udp"
         ))?;
-        self.sandbox.client.run(knock)??;
-        self.done("three packets sent, no answer (knock ports look filtered)");
+        let binary = daemon.to_str().unwrap_or("knock-nfq");
+        let knocked = self.sandbox.client.exec(
+            binary,
+            &["knock", "-v", GATEWAY, "7000", "8000", "9000:udp"],
+        )?;
+        self.done("sent; no answer (knock ports look filtered):");
+        for line in String::from_utf8_lossy(&knocked.stdout).lines() {
+            let _ = writeln!(self.out, "      {line}");
+        }
 
         self.say(&format!("client → {GATEWAY}:22 again"))?;
         let greeting = self.expect_admitted(22)?;
@@ -232,23 +240,6 @@ impl<W: Write> Demo<'_, W> {
         }
         Ok(lines)
     }
-}
-
-/// The client side of the knock: one SYN to each TCP port, one datagram to the UDP port.
-fn knock() -> Result<(), DemoError> {
-    for port in [7000, 8000] {
-        let dest: SocketAddr = format!("{GATEWAY}:{port}")
-            .parse()
-            .expect("a literal address");
-        // A SYN that is never answered: give up at once, the knock is in flight.
-        let _ = TcpStream::connect_timeout(&dest, Duration::from_millis(50));
-    }
-    let udp = std::net::UdpSocket::bind("0.0.0.0:0")
-        .map_err(|e| DemoError::Io("udp socket".into(), e))?;
-    udp.send_to(b"knock", format!("{GATEWAY}:9000"))
-        .map_err(|e| DemoError::Io("udp knock".into(), e))?;
-    std::thread::sleep(Duration::from_millis(20));
-    Ok(())
 }
 
 /// A TCP service in `ns` that greets each client with one line.

@@ -3,6 +3,7 @@
 //! gateway and LAN host; they assert what a user sees: a connection admitted or silently
 //! dropped, a counter moved by exactly one.
 
+mod client;
 mod harness;
 mod ops;
 

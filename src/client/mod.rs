@@ -1,0 +1,124 @@
+//! `knock-nfq knock`: a drop-in for knockd's `knock` client.
+//!
+//! The arguments become a [`KnockPlan`] (pure, unit-tested without a network); [`send()`] then
+//! resolves the host once and sends the knocks: a TCP knock is one SYN from a non-blocking
+//! connect that is closed at once, a UDP knock one datagram.
+
+mod error;
+mod send;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use error::ClientError;
+pub use send::send;
+
+use crate::cli::KnockArgs;
+use crate::config::parse;
+use crate::config::{Config, KnockPort, Proto};
+
+/// Which address of the host to knock on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressFamily {
+    /// The first address the resolver returns, as knockd's client does.
+    Any,
+    V4,
+    V6,
+}
+
+/// Whether to print each knock as it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Quiet,
+    /// `hitting tcp 192.0.2.1:7000`, like knockd's `knock -v`.
+    EachKnock,
+}
+
+/// Everything `knock` is asked to do, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnockPlan {
+    pub host: String,
+    pub family: AddressFamily,
+    pub knocks: Vec<KnockPort>,
+    /// Pause between two knocks (not after the last).
+    pub delay: Duration,
+    pub verbosity: Verbosity,
+}
+
+/// What `PORT` alone means: TCP, or UDP under `-u`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultProto(pub Proto);
+
+/// What a port argument must look like.
+pub const EXPECT_KNOCK: &str = "PORT[:tcp|udp] with PORT 1-65535";
+
+impl KnockPlan {
+    /// From the command line: the ports given, or the sequence of `--door` in `--config`.
+    pub fn from_args(args: &KnockArgs) -> Result<KnockPlan, ClientError> {
+        let knocks = match (&args.config, &args.door) {
+            (Some(path), Some(door)) => door_sequence(&Config::load(path)?, door)?,
+            // clap makes --config and --door go together, and excludes ports with them.
+            _ => parse_knocks(&args.ports, args.default_proto())?,
+        };
+        Ok(KnockPlan {
+            host: args.host.clone(),
+            family: args.family(),
+            knocks,
+            delay: Duration::from_millis(args.delay),
+            verbosity: args.verbosity(),
+        })
+    }
+}
+
+/// knockd's client syntax: `PORT` (the default protocol) or `PORT:tcp` / `PORT:udp`, which
+/// win over `-u`.
+pub fn parse_knocks(
+    specs: &[String],
+    default: DefaultProto,
+) -> Result<Vec<KnockPort>, ClientError> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| {
+            parse_knock(spec, default).ok_or_else(|| ClientError::BadPort {
+                position: index + 1,
+                spec: spec.clone(),
+                expected: EXPECT_KNOCK,
+            })
+        })
+        .collect()
+}
+
+fn parse_knock(spec: &str, DefaultProto(default): DefaultProto) -> Option<KnockPort> {
+    match spec.split_once(':') {
+        Some((port, proto)) => Some(KnockPort {
+            port: parse::port(port)?,
+            proto: parse::proto(proto)?,
+        }),
+        None => Some(KnockPort {
+            port: parse::port(spec)?,
+            proto: default,
+        }),
+    }
+}
+
+/// The sequence of the door called `name`; an unknown name lists the doors there are.
+pub fn door_sequence(config: &Config, name: &str) -> Result<Vec<KnockPort>, ClientError> {
+    match config.doors.iter().find(|door| door.name == name) {
+        Some(door) => Ok(door.sequence.clone()),
+        None => Err(ClientError::UnknownDoor {
+            name: name.to_owned(),
+            path: config.path.clone(),
+            doors: config.doors.iter().map(|d| d.name.clone()).collect(),
+        }),
+    }
+}
+
+/// `[2001:db8::1]` as well as `2001:db8::1`: users copy bracketed addresses from URLs.
+fn strip_brackets(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}

@@ -1,0 +1,284 @@
+//! `import-knockd` on real knockd.conf files: Debian's stock one, the ones from the seed
+//! write-ups, knockd(1)'s examples, and a file of nft and gateway forms
+//! (tests/fixtures/knockd/, each naming its source at the top).
+//!
+//! For each: which doors translate and to what (as `knock-nfq check` summarises them), which
+//! stay comments and why, the warnings, and that the output loads as a config.
+
+use std::path::{Path, PathBuf};
+
+use knock_nfq::config::Config;
+use knock_nfq::import::{Import, import_file};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/knockd")
+        .join(name)
+}
+
+/// What a fixture must translate to.
+struct Expected {
+    file: &'static str,
+    interfaces: &'static [&'static str],
+    /// `Door::summary()` of each translated door, in order.
+    doors: &'static [&'static str],
+    /// Each door left as a comment, and a piece of its reason.
+    not_translated: &'static [(&'static str, &'static str)],
+    /// Pieces of the other warnings (changed meanings), in order.
+    warnings: &'static [&'static str],
+}
+
+const FIXTURES: &[Expected] = &[
+    Expected {
+        file: "debian-stock.conf",
+        interfaces: &[],
+        doors: &[
+            "openSSH: 7000:tcp 8000:tcp 9000:tcp within 5s, flags syn -> open 22/tcp for 1h",
+            "closeSSH: 9000:tcp 8000:tcp 7000:tcp within 5s, flags syn -> close 22/tcp",
+        ],
+        not_translated: &[(
+            "openHTTPS",
+            "its command \"/usr/local/sbin/knock_add -i -c INPUT -p tcp -d 443 -f %IP%\" runs \
+             /usr/local/sbin/knock_add, and knock-nfq runs no commands",
+        )],
+        warnings: &["[openSSH]: knockd's grant had no end"],
+    },
+    Expected {
+        file: "zh-opencloseSSH.conf",
+        interfaces: &[],
+        doors: &[
+            "opencloseSSH: 2222:udp 3333:tcp 4444:udp within 15s, flags syn,ack -> open 22/tcp for 10s",
+        ],
+        not_translated: &[],
+        warnings: &["[opencloseSSH]: tcpflags = syn,ack requires ACK"],
+    },
+    Expected {
+        file: "zh-openSSH-10022.conf",
+        interfaces: &[],
+        doors: &[
+            "openSSH: 7000:tcp 8000:tcp 9000:tcp within 30s, flags syn -> open 10022/tcp for 1h",
+            "closeSSH: 9000:tcp 8000:tcp 7000:tcp within 30s, flags syn -> close 10022/tcp",
+        ],
+        not_translated: &[],
+        warnings: &["[openSSH]: knockd's grant had no end"],
+    },
+    Expected {
+        file: "archwiki-opencloseSSH.conf",
+        interfaces: &[],
+        doors: &[
+            "opencloseSSH: 8881:tcp 7777:tcp 9991:tcp within 15s, flags syn,ack -> open 22/tcp for 10s",
+        ],
+        not_translated: &[],
+        warnings: &[
+            "[opencloseSSH]: tcpflags = syn,ack requires ACK",
+            "[opencloseSSH]: chain TCP is taken to be called from INPUT",
+        ],
+    },
+    Expected {
+        file: "ru-archwiki-commented.conf",
+        interfaces: &[],
+        doors: &[
+            "opencloseSSH: 8881:tcp 7777:tcp 9991:tcp within 15s, flags syn,ack -> open 22/tcp for 10s",
+        ],
+        not_translated: &[],
+        warnings: &[
+            "[opencloseSSH]: tcpflags = syn,ack requires ACK",
+            "[opencloseSSH]: chain TCP is taken to be called from INPUT",
+        ],
+    },
+    Expected {
+        file: "ru-openSSH-closeSSH.conf",
+        interfaces: &["eth1"],
+        doors: &[
+            "openSSH: 7000:tcp 8000:tcp 9000:tcp within 5s, flags syn -> open 22/tcp for 1h",
+            "closeSSH: 9000:tcp 8000:tcp 7000:tcp within 5s, flags syn -> close 22/tcp",
+        ],
+        not_translated: &[],
+        warnings: &["[openSSH]: knockd's grant had no end"],
+    },
+    Expected {
+        file: "ru-opencloseSMTP.conf",
+        interfaces: &[],
+        doors: &[],
+        not_translated: &[(
+            "opencloseSMTP",
+            "its sequences come from one_time_sequences = /etc/knockd/smtp_sequences",
+        )],
+        warnings: &[],
+    },
+    Expected {
+        file: "debian-manpage-examples.conf",
+        interfaces: &[],
+        doors: &[],
+        not_translated: &[
+            (
+                "openSSH",
+                "names a port without a protocol (-p tcp or -p udp), which iptables refuses",
+            ),
+            (
+                "closeSSH",
+                "names a port without a protocol (-p tcp or -p udp), which iptables refuses",
+            ),
+            (
+                "opencloseSSH",
+                "admits the knocker to every port (no --dport)",
+            ),
+            ("opencloseSMTP", "one_time_sequences"),
+        ],
+        warnings: &[],
+    },
+    Expected {
+        file: "nft-and-gateway.conf",
+        interfaces: &["wan0"],
+        doors: &[
+            "openSSH-nft: 7000:tcp 8000:tcp 9000:udp within 10s, flags syn,!ack -> open 22/tcp for 30s",
+            "closeSSH-nft: 9000:udp 8000:tcp 7000:tcp within 25s -> close 22/tcp",
+            "web-rule: 5001:tcp 5002:tcp 5003:tcp within 25s -> open 80/tcp, 443/tcp for 2m",
+            "lan-rdp: 6001:udp 6002:udp within 25s -> open 198.51.100.10:3389/tcp, \
+             [2001:db8:2::10]:3389/tcp for 10m",
+            "mail: 4001:tcp 4002:tcp within 25s -> open 993/tcp, 587/tcp for 1h",
+        ],
+        not_translated: &[
+            (
+                "wake",
+                "runs /usr/bin/etherwake, and knock-nfq runs no commands",
+            ),
+            ("list", "is a shell command line ('&')"),
+            (
+                "knock-on-ssh",
+                "the config parser refuses its translation: sequence[0]: expected a knock port \
+                 that no door opens on this host",
+            ),
+        ],
+        warnings: &[
+            "[web-rule]: stop_command \"/usr/local/sbin/nft-delete-by-comment %IP%\" was not \
+             translated",
+            "[mail]: knockd's grant had no end",
+        ],
+    },
+];
+
+fn import(file: &str) -> Import {
+    import_file(&fixture(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+#[test]
+fn every_fixture_translates_as_expected() {
+    for expected in FIXTURES {
+        check(expected);
+    }
+}
+
+fn check(expected: &Expected) {
+    let file = expected.file;
+    let import = import(file);
+    assert_eq!(import.translated, expected.doors.len(), "{file}");
+    assert_eq!(
+        import.doors,
+        expected.doors.len() + expected.not_translated.len(),
+        "{file}"
+    );
+    check_config(expected, &import);
+    check_comments(expected, &import);
+    check_warnings(expected, &import);
+}
+
+/// The output as it is (comments included) is a config with exactly the translated doors.
+fn check_config(expected: &Expected, import: &Import) {
+    let file = expected.file;
+    if expected.doors.is_empty() {
+        // Nothing translated: no [[door]] outside comments, so not a loadable config.
+        assert!(!import.toml.contains("\n[[door]]"), "{file}");
+        return;
+    }
+    let config = Config::from_toml_str(&import.toml, Path::new(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}\n{}", import.toml));
+    let summaries: Vec<String> = config
+        .doors
+        .iter()
+        .map(knock_nfq::config::Door::summary)
+        .collect();
+    assert_eq!(summaries, expected.doors, "{file}");
+    assert_eq!(config.daemon.interfaces, expected.interfaces, "{file}");
+}
+
+/// Every untranslated door is a comment block that starts with the reason.
+fn check_comments(expected: &Expected, import: &Import) {
+    let file = expected.file;
+    let header = format!(
+        "# knock-nfq configuration generated by `knock-nfq import-knockd` from\n# {}",
+        fixture(file).display()
+    );
+    let one_line = format!(
+        "# knock-nfq configuration generated by `knock-nfq import-knockd` from {}",
+        fixture(file).display()
+    );
+    assert!(
+        import.toml.starts_with(&header) || import.toml.starts_with(&one_line),
+        "{file}:\n{}",
+        import.toml
+    );
+    assert_eq!(
+        import.toml.matches("\n# NOT TRANSLATED: [").count(),
+        expected.not_translated.len(),
+        "{file}"
+    );
+    for (name, _) in expected.not_translated {
+        let block = format!("\n# NOT TRANSLATED: [{name}],");
+        assert!(import.toml.contains(&block), "{file}: {name}");
+        assert!(
+            import.toml.contains(&format!("\n# name = \"{name}\"\n")),
+            "{file}: {name} has a commented draft"
+        );
+    }
+}
+
+/// One stderr line per untranslated door, naming it, its command and why; then the others.
+fn check_warnings(expected: &Expected, import: &Import) {
+    let file = expected.file;
+    let (untranslated, others): (Vec<&String>, Vec<&String>) = import
+        .warnings
+        .iter()
+        .partition(|w| w.contains(": not translated, left as a comment: "));
+    assert_eq!(
+        untranslated.len(),
+        expected.not_translated.len(),
+        "{file}: {untranslated:?}"
+    );
+    for (line, (name, reason)) in untranslated.iter().zip(expected.not_translated) {
+        assert!(
+            line.starts_with(&format!("[{name}]: not translated")),
+            "{file}: {line}"
+        );
+        assert!(line.contains(reason), "{file}: {line}\nwanted: {reason}");
+    }
+    assert_eq!(others.len(), expected.warnings.len(), "{file}: {others:?}");
+    for (line, piece) in others.iter().zip(expected.warnings) {
+        assert!(line.starts_with(piece), "{file}: {line}\nwanted: {piece}");
+    }
+}
+
+#[test]
+fn the_debian_fixture_is_the_installed_stock_file() {
+    let Ok(installed) = std::fs::read_to_string("/etc/knockd.conf") else {
+        eprintln!("skipped: /etc/knockd.conf is not installed here");
+        return;
+    };
+    let fixture = std::fs::read_to_string(fixture("debian-stock.conf")).unwrap();
+    let (_source, copy) = fixture.split_once('\n').unwrap();
+    // Only when the installed file is still Debian's (a local edit is no reason to fail).
+    if installed.contains("[openHTTPS]") {
+        assert_eq!(copy, installed);
+    }
+}
+
+#[test]
+fn the_stock_file_keeps_its_sections_as_comments_above_each_door() {
+    let import = import("debian-stock.conf");
+    assert!(import.toml.contains(
+        "#     [openSSH]\n#     sequence    = 7000,8000,9000\n#     seq_timeout = 5\n\
+         #     command     = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n\
+         #     tcpflags    = syn\n"
+    ));
+    assert!(import.toml.contains("\n[daemon]\n# knockd's UseSyslog: "));
+}
