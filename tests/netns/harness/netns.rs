@@ -30,6 +30,10 @@ impl Netns {
         };
         run_ok(Command::new("ip").args(["netns", "add", &netns.name]));
         netns.ip(&["link", "set", "lo", "up"]);
+        // No duplicate address detection on links made later: a tentative link-local address
+        // delays the first neighbour solicitation, and with it a test's first IPv6 packets.
+        netns.sysctl("net.ipv6.conf.default.accept_dad=0");
+        netns.sysctl("net.ipv6.conf.all.accept_dad=0");
         netns
     }
 
