@@ -1,6 +1,6 @@
 //! nftables over netlink: verify the table's sets, fill the port and interface sets, and add or
 //! revoke grants. Batches are built as values and sent and checked in one place
-//! ([`Nft::commit`]); every reply is read and mapped back to the message it answers.
+//! (`Nft::commit`); every reply is read and mapped back to the message it answers.
 
 pub mod keys;
 pub mod sets;
