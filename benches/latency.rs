@@ -13,13 +13,12 @@
 #[allow(dead_code, reason = "the harness serves the tests too")]
 mod harness;
 
-use std::fs;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::{Child, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use harness::knockd::Knockd;
 use harness::{Daemon, Topology, config, connect_from};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -78,8 +77,7 @@ fn main() {
     );
     daemon.kill9(); // the sets stay: `protected` keeps port 22 dropped for knockd's run
 
-    let knockd = start_knockd(&topology);
-    sleep(Duration::from_secs(1));
+    let knockd = Knockd::start(&topology.gw);
     let theirs: Vec<Try> = sources[TRIES..]
         .iter()
         .map(|s| measure(&topology, s))
@@ -164,45 +162,6 @@ fn knock_syn(source: IpAddr, dest: SocketAddr) -> Socket {
     socket.set_nonblocking(true).expect("nonblocking");
     let _ = socket.connect(&SockAddr::from(dest));
     socket
-}
-
-/// Debian's knockd on the gateway's WAN interface, granting through nft like a knockd user.
-struct Knockd {
-    child: Child,
-    /// Holds knockd.conf and its log for as long as knockd runs.
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Knockd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_knockd(topology: &Topology) -> Knockd {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("knockd.conf");
-    fs::write(
-        &conf,
-        format!(
-            "[options]\n    LogFile = {}\n    Interface = wan0\n\n[openSSH]\n    sequence = 7000:tcp,8000:tcp,9000:udp\n    \
-             seq_timeout = 5\n    tcpflags = syn\n    \
-             start_command = /usr/sbin/nft add element inet knock_nfq allow4 {{ %IP% . tcp . 22 timeout 30s }}\n",
-            dir.path().join("knockd.log").display()
-        ),
-    )
-    .expect("write knockd.conf");
-    let child = topology
-        .gw
-        .command("knockd")
-        .args(["-i", "wan0", "-c"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start knockd");
-    Knockd { child, _dir: dir }
 }
 
 /// `knock`, then one connection, `TRIES` times; each try starts without a grant.

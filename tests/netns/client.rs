@@ -2,12 +2,10 @@
 //! against the daemon (IPv4 with a UDP knock, `-u`, IPv6, `--config/--door`) and against
 //! Debian's knockd, which must open for it as it does for knockd's own `knock`.
 
-use std::fs;
-use std::path::PathBuf;
-use std::process::{Child, Output, Stdio};
-use std::thread::sleep;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use crate::harness::knockd::Knockd;
 use crate::harness::*;
 use crate::require_netns;
 use crate::{
@@ -117,71 +115,6 @@ fn an_unresolvable_host_is_a_clear_error() {
     );
 }
 
-/// Debian's knockd on the gateway's WAN interface, granting with `nft add element` into the
-/// ruleset's allow4 set.
-struct Knockd {
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Knockd {
-    fn start(t: &Topology) -> Knockd {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conf = dir.path().join("knockd.conf");
-        let log = dir.path().join("knockd.log");
-        fs::write(
-            &conf,
-            format!(
-                "[options]\n    LogFile = {}\n    Interface = wan0\n\n[openSSH]\n    \
-                 sequence = 7000:tcp,8000:tcp,9000:udp\n    seq_timeout = 5\n    \
-                 tcpflags = syn\n    start_command = /usr/sbin/nft add element inet \
-                 knock_nfq allow4 {{ %IP% . tcp . 22 timeout 30s }}\n",
-                log.display()
-            ),
-        )
-        .expect("write knockd.conf");
-        let child =
-            t.gw.command("knockd")
-                .args(["-i", "wan0", "-c"])
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start knockd");
-        let knockd = Knockd {
-            child,
-            log,
-            _dir: dir,
-        };
-        knockd.wait_for_log("starting up, listening on wan0");
-        knockd
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for_log(&self, line: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.log().contains(line) {
-            assert!(
-                Instant::now() < deadline,
-                "knockd did not log {line:?}; its log:\n{}",
-                self.log()
-            );
-            sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Knockd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn our_client_opens_a_door_of_debian_s_knockd() {
     require_netns!();
@@ -189,7 +122,7 @@ fn our_client_opens_a_door_of_debian_s_knockd() {
     // The daemon filled the ruleset's sets (`protected` holds tcp . 22); with it gone, port 22
     // stays dropped in the kernel and only knockd's grants can open it.
     daemon.kill9();
-    let knockd = Knockd::start(&t);
+    let knockd = Knockd::start(&t.gw);
     assert_closed(&t, CLIENT4, &[GW_SSH4]);
 
     our_knock_ok(&t, &["-d", "20", GW4, "7000", "8000", "9000:udp"]);

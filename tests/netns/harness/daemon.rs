@@ -25,6 +25,15 @@ pub struct Daemon {
 impl Daemon {
     /// Writes `config` and starts the daemon in `gw`, waiting until it reports ready.
     pub fn start(gw: &Netns, config: &str) -> Daemon {
+        Daemon::launch(gw, config, Watchdog::Off)
+    }
+
+    /// Like [`Daemon::start`], with systemd's watchdog asked for every `usec` microseconds.
+    pub fn start_watched(gw: &Netns, config: &str, usec: u64) -> Daemon {
+        Daemon::launch(gw, config, Watchdog::Every(usec))
+    }
+
+    fn launch(gw: &Netns, config: &str, watchdog: Watchdog) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("knock-nfq.toml");
         fs::write(&config_path, config).expect("write config");
@@ -35,45 +44,8 @@ impl Daemon {
             &config_path,
             &notify_path,
             &dir.path().join("daemon.log"),
+            watchdog,
         );
-        let mut daemon = Daemon {
-            child,
-            netns: gw.name.clone(),
-            dir,
-            config_path,
-            notify,
-        };
-        daemon.wait_for("READY=1");
-        daemon
-    }
-
-    /// Like [`Daemon::start`], with systemd's watchdog asked for every `usec` microseconds.
-    pub fn start_watched(gw: &Netns, config: &str, usec: u64) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config_path = dir.path().join("knock-nfq.toml");
-        fs::write(&config_path, config).expect("write config");
-        let notify_path = dir.path().join("notify");
-        let notify = UnixDatagram::bind(&notify_path).expect("bind notify socket");
-        let log = log_file(&dir.path().join("daemon.log"));
-        // systemd names the pid the watchdog is for: the shell's, which execs the daemon.
-        let child = gw
-            .command("sh")
-            .args([
-                "-c",
-                r#"export WATCHDOG_PID=$$; exec "$0" "$@""#,
-                BINARY,
-                "run",
-                "--config",
-            ])
-            .arg(&config_path)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("WATCHDOG_USEC", usec.to_string())
-            .env("RUST_LOG", "knock_nfq=debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn knock-nfq");
         let mut daemon = Daemon {
             child,
             netns: gw.name.clone(),
@@ -113,6 +85,7 @@ impl Daemon {
             &self.config_path,
             &notify_path,
             &self.dir.path().join("daemon.log"),
+            Watchdog::Off,
         );
         self.wait_for("READY=1");
     }
@@ -208,9 +181,32 @@ fn log_file(path: &PathBuf) -> File {
         .expect("log file")
 }
 
-fn spawn(gw: &Netns, config: &PathBuf, notify: &PathBuf, log: &PathBuf) -> Child {
+/// Whether the daemon is started as systemd starts a unit with `WatchdogSec=`.
+#[derive(Debug, Clone, Copy)]
+enum Watchdog {
+    Off,
+    Every(u64),
+}
+
+fn spawn(
+    gw: &Netns,
+    config: &PathBuf,
+    notify: &PathBuf,
+    log: &PathBuf,
+    watchdog: Watchdog,
+) -> Child {
     let log = log_file(log);
-    gw.command(BINARY)
+    let mut command = match watchdog {
+        Watchdog::Off => gw.command(BINARY),
+        Watchdog::Every(usec) => {
+            // systemd names the pid the watchdog is for: the shell's, which execs the daemon.
+            let mut command = gw.command("sh");
+            command.args(["-c", r#"export WATCHDOG_PID=$$; exec "$0" "$@""#, BINARY]);
+            command.env("WATCHDOG_USEC", usec.to_string());
+            command
+        }
+    };
+    command
         .args(["run", "--config"])
         .arg(config)
         .env("NOTIFY_SOCKET", notify)

@@ -1,6 +1,7 @@
 //! The netns integration harness: namespaces, the topology, the real daemon, real clients.
 
 pub mod daemon;
+pub mod knockd;
 pub mod netns;
 pub mod prometheus;
 pub mod topology;
