@@ -10,8 +10,8 @@ use figment::value::Value;
 
 use super::error::ConfigError;
 use super::model::{
-    Action, Config, Daemon, Door, KnockPort, LogFormat, MAX_SEQUENCE_LEN, Proto, ScanPolicy,
-    Target, TcpFlags,
+    Action, Config, Daemon, Door, KnockPort, LogFormat, MAX_DOORS, MAX_SEQUENCE_LEN, MAX_TARGETS,
+    Proto, ScanPolicy, Target, TcpFlags,
 };
 use super::parse::{self, FlagsError, TargetError};
 use super::tree::{Node, Table, describe};
@@ -194,8 +194,13 @@ struct ParsedDoor<'a> {
 }
 
 fn doors(node: &Node) -> Result<Vec<Door>> {
+    let items = non_empty_array(node, EXPECT_DOORS)?;
+    if items.len() > MAX_DOORS {
+        let expected = format!("at most {MAX_DOORS} [[door]] tables");
+        return Err(node.invalid_found(&expected, format!("{} doors", items.len())));
+    }
     let mut parsed: Vec<ParsedDoor> = Vec::new();
-    for item in &non_empty_array(node, EXPECT_DOORS)? {
+    for item in &items {
         let door = door(item)?;
         if let Some(first) = parsed.iter().find(|p| p.door.name == door.door.name) {
             let found = format!(
@@ -283,6 +288,10 @@ fn tcp_flags(node: &Node, sequence: &[KnockPort]) -> Result<TcpFlags> {
 
 fn targets(node: &Node) -> Result<Vec<Target>> {
     let items = non_empty_array(node, EXPECT_OPEN)?;
+    if items.len() > MAX_TARGETS {
+        let expected = format!("at most {MAX_TARGETS} targets");
+        return Err(node.invalid_found(&expected, format!("{} targets", items.len())));
+    }
     let targets = items.iter().map(target).collect::<Result<Vec<_>>>()?;
     each_once(
         &items,

@@ -224,3 +224,8 @@ pub struct Door {
 
 /// The most ports a sequence may have.
 pub const MAX_SEQUENCE_LEN: usize = 32;
+/// The most doors a config may have, and targets a door may open. Together with
+/// `MAX_SEQUENCE_LEN` they bound the sets the daemon fills, so one atomic netlink batch always
+/// holds them, and the engine's per-attempt door list.
+pub const MAX_DOORS: usize = 64;
+pub const MAX_TARGETS: usize = 16;

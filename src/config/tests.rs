@@ -824,3 +824,35 @@ fn env_unknown_key_names_the_variable() {
         &["KNOCK_NFQ_DAEMON__MAX_SOURCE: daemon.max_source: unknown key; expected one of queues"],
     );
 }
+
+#[test]
+fn more_doors_than_one_batch_holds_are_rejected() {
+    let door = |i: usize| {
+        format!(
+            "[[door]]\nname = \"d{i}\"\nsequence = [\"{}\"]\nopen = [\"22/tcp\"]\n",
+            10_000 + i
+        )
+    };
+    let toml: String = (0..=MAX_DOORS).map(door).collect();
+    assert_message(
+        &rejected(&toml),
+        &["test.toml: door: expected at most 64 [[door]] tables, found 65 doors"],
+    );
+    let toml: String = (0..MAX_DOORS).map(door).collect();
+    assert_eq!(read(&toml).unwrap().doors.len(), MAX_DOORS);
+}
+
+#[test]
+fn more_targets_than_a_door_may_open_are_rejected() {
+    let targets: Vec<String> = (0..=MAX_TARGETS)
+        .map(|i| format!("\"{}/tcp\"", 20 + i))
+        .collect();
+    let message = rejected_door(&format!(
+        "name = \"ssh\"\nsequence = [\"7000\"]\nopen = [{}]\n",
+        targets.join(", ")
+    ));
+    assert_message(
+        &message,
+        &["door[2] (\"ssh\").open: expected at most 16 targets, found 17 targets"],
+    );
+}

@@ -52,6 +52,8 @@ pub enum NftError {
         #[source]
         source: io::Error,
     },
+    #[error("the set contents for table inet {table} do not fit one netlink batch")]
+    TooLarge { table: String },
     #[error("nf_tables sent no reply to {what} (table inet {table})")]
     NoReply { table: String, what: String },
 }
@@ -84,7 +86,7 @@ impl ElemBatch {
         let found = self
             .messages
             .iter()
-            .position(|(l, _)| l.set == spec.name && l.op == op);
+            .rposition(|(l, m)| l.set == spec.name && l.op == op && m.has_room());
         let index = found.unwrap_or_else(|| {
             self.messages.push((
                 Label { op, set: spec.name },
@@ -327,6 +329,13 @@ impl Nft {
             nl_batch.add(message, MsgType::Add);
         }
         let finalized = nl_batch.finalize();
+        // The kernel takes a batch as one datagram; nftnl splits it into pages, which would
+        // arrive as several. The config's limits keep every batch within one page.
+        if finalized.iter().count() != 1 {
+            return Err(NftError::TooLarge {
+                table: self.table.clone(),
+            });
+        }
         let seqs = finalized.sequence_numbers();
         let replies = self.socket.transact(&finalized).map_err(NftError::Io)?;
         // nftnl numbers (and asks ACKs for) the begin/end messages only on kernels >= 6.10.

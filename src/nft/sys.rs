@@ -57,19 +57,35 @@ impl ElemOp {
 pub struct ElemMsg {
     set: OwnedSet,
     op: ElemOp,
+    len: usize,
 }
+
+/// Elements per message: at most 256 keys of at most 40 bytes (plus ~24 bytes of attributes
+/// each) keep one message far below `nft_nlmsg_maxsize()`, which the `NlMsg` contract requires.
+pub const MAX_ELEMS_PER_MESSAGE: usize = 256;
 
 impl ElemMsg {
     pub fn new(table: &CStr, set: &CStr, op: ElemOp) -> ElemMsg {
         ElemMsg {
             set: OwnedSet::named(table, set),
             op,
+            len: 0,
         }
     }
 
     /// Appends an element. `timeout` sets both its lifetime and its remaining time, so adding an
     /// element that exists re-arms its countdown instead of failing.
+    /// Whether another element may be pushed (see [`MAX_ELEMS_PER_MESSAGE`]).
+    pub fn has_room(&self) -> bool {
+        self.len < MAX_ELEMS_PER_MESSAGE
+    }
+
     pub fn push(&mut self, key: &[u8], flags: u32, timeout: Option<Duration>) {
+        assert!(
+            self.has_room(),
+            "element message full: callers check has_room"
+        );
+        self.len += 1;
         // SAFETY: nftnl_set_elem_alloc has no preconditions.
         let elem = unsafe { sys::nftnl_set_elem_alloc() };
         assert!(!elem.is_null(), "libnftnl out of memory");

@@ -511,3 +511,38 @@ fn a_strict_door_is_reset_by_a_connection_to_any_other_port() {
     knock_from(&t, CLIENT4, GW4, &["7000", "8000", "9000:udp"]);
     assert_open(&t, CLIENT4, GW_SSH4, "gw");
 }
+
+#[test]
+fn the_largest_config_the_limits_allow_fills_its_sets_in_one_batch() {
+    require_netns!();
+    // 64 doors x 32 knock ports, 16 targets each (half of them IPv6 forward targets, the
+    // longest keys): 2048 knock ports and 1024 protected services, all distinct.
+    let mut config = String::from("[daemon]\ninterfaces = [\"wan0\"]\n");
+    for door in 0..64u32 {
+        let knocks: Vec<String> = (0..32)
+            .map(|k| format!("\"{}:udp\"", 10_000 + door * 32 + k))
+            .collect();
+        let mut targets: Vec<String> = (0..8)
+            .map(|k| format!("\"{}/tcp\"", 20_000 + door * 8 + k))
+            .collect();
+        targets
+            .extend((0..8).map(|k| format!("\"[2001:db8:2::10]:{}/tcp\"", 30_000 + door * 8 + k)));
+        config += &format!(
+            "[[door]]\nname = \"d{door}\"\nsequence = [{}]\nopen = [{}]\n",
+            knocks.join(", "),
+            targets.join(", ")
+        );
+    }
+    let (t, _daemon) = start_with(&config);
+    let count = |set: &str, element: &str| set_elements(&t, set).matches(element).count();
+    assert_eq!(count("knock_ports", "udp . "), 2048);
+    assert_eq!(count("protected", "tcp . "), 512);
+    assert_eq!(count("protected_fwd6", "2001:db8:2::10 . tcp . "), 512);
+    // The last door still works.
+    let sequence: Vec<String> = (0..32)
+        .map(|k| format!("{}:udp", 10_000 + 63 * 32 + k))
+        .collect();
+    let sequence: Vec<&str> = sequence.iter().map(String::as_str).collect();
+    knock_from(&t, CLIENT4, GW4, &sequence);
+    assert!(set_elements(&t, "allow4").contains(&format!("192.0.2.2 . tcp . {}", 20_000 + 63 * 8)));
+}
