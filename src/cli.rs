@@ -172,6 +172,9 @@ pub fn check(config: &Config, out: &mut impl Write) -> Result<TableCheck, NftErr
         Err(NftError::Socket(err)) => {
             TableCheck::NotChecked(format!("cannot query nftables ({err})"))
         }
+        Err(NftError::Permission) => {
+            TableCheck::NotChecked("querying nftables needs CAP_NET_ADMIN (run as root)".into())
+        }
         Err(err) => return Err(err),
     };
     let _ = match &verdict {

@@ -21,6 +21,8 @@ use crate::queue::{self, QueueError, Worker, WorkerHandle};
 use state::State;
 use watchdog::Watchdog;
 
+/// How often the supervisor checks the workers and the table.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long workers get to answer what is queued when stopping.
 const STOP_DEADLINE: Duration = Duration::from_millis(900);
 
@@ -38,6 +40,8 @@ pub enum DaemonError {
         #[source]
         source: io::Error,
     },
+    #[error("the worker of NFQUEUE {queue} died")]
+    WorkerDied { queue: u16 },
     #[error("cannot set up the runtime, threads or signal handlers")]
     Runtime(#[source] io::Error),
 }
@@ -54,6 +58,8 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
 struct Daemon {
     config: Config,
     nft: Nft,
+    /// The kernel's handle of the table whose sets were last filled; `None` while it is missing.
+    table_handle: Option<u64>,
     state: Arc<State>,
     stop: Arc<AtomicBool>,
     workers: Vec<WorkerHandle>,
@@ -66,6 +72,7 @@ impl Daemon {
         let mut nft = Nft::open(&config.daemon.table)?;
         nft.verify()?;
         nft.fill_static_sets(&config)?;
+        let table_handle = Some(nft.table_handle()?);
         let metrics = Metrics::new(&config);
         metrics.last_reload_success.set(unix_now());
         let state = Arc::new(State::new(&config, config.daemon.queues.len(), metrics));
@@ -84,6 +91,7 @@ impl Daemon {
             workers.push(worker.spawn().map_err(DaemonError::Runtime)?);
         }
         Ok(Daemon {
+            table_handle,
             config,
             nft,
             state,
@@ -111,16 +119,46 @@ impl Daemon {
         );
         notify(&[NotifyState::Ready]);
         let mut watchdog = Watchdog::from_env();
-        loop {
+        let mut health = tokio::time::interval(HEALTH_INTERVAL);
+        let result = loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = term.recv() => break Ok(()),
+                _ = int.recv() => break Ok(()),
                 _ = hup.recv() => self.reload(),
                 () = watchdog.tick() => watchdog.ping(&self.workers),
+                _ = health.tick() => if let Err(err) = self.check_health() { break Err(err) },
             }
-        }
+        };
         notify(&[NotifyState::Stopping]);
         self.stop();
+        result
+    }
+
+    /// A worker that died ends the daemon (systemd restarts it); a table loaded anew under the
+    /// daemon, whose sets are then empty and guard nothing, is refilled at once.
+    fn check_health(&mut self) -> Result<(), DaemonError> {
+        if let Some(dead) = self.workers.iter().find(|w| !w.is_alive()) {
+            return Err(DaemonError::WorkerDied { queue: dead.num });
+        }
+        let table = self.config.daemon.table.clone();
+        match self.nft.table_handle() {
+            Ok(handle) if Some(handle) == self.table_handle => {}
+            Ok(handle) => {
+                warn!(%table, "table inet {table} was loaded anew (nftables reloaded?): refilling its sets");
+                match self.nft.fill_static_sets(&self.config) {
+                    Ok(()) => self.table_handle = Some(handle),
+                    Err(err) => {
+                        self.state.metrics.nft_errors.inc();
+                        error!(%table, error = %err, "refilling the sets failed; retrying every second");
+                    }
+                }
+            }
+            Err(err) => {
+                if self.table_handle.take().is_some() {
+                    error!(%table, error = %err, "the table is gone: nothing is guarded until it is loaded again");
+                }
+            }
+        }
         Ok(())
     }
 

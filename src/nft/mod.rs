@@ -23,6 +23,8 @@ use sys::{ElemMsg, ElemOp};
 pub enum NftError {
     #[error("cannot open a netlink socket to nf_tables (the daemon needs CAP_NET_ADMIN)")]
     Socket(#[source] io::Error),
+    #[error("nf_tables refused the query: the daemon and `check` need CAP_NET_ADMIN (run as root)")]
+    Permission,
     #[error("netlink exchange with nf_tables failed")]
     Io(#[source] io::Error),
     #[error(
@@ -129,6 +131,31 @@ impl Nft {
     }
 
     fn verify_set(&mut self, spec: SetSpec) -> Result<(), NftError> {
+        let info = self.query_set(spec)?;
+        self.compare(spec, info)
+    }
+
+    /// The kernel's handle of the table: it changes when the table is created anew (a reload of
+    /// the ruleset after `flush ruleset`), which leaves every set empty.
+    pub fn table_handle(&mut self) -> Result<u64, NftError> {
+        let mut request = Vec::new();
+        sys::get_table_request(&mut request, &self.table_c, 1);
+        let replies = self
+            .socket
+            .transact([request.as_slice()])
+            .map_err(NftError::Io)?;
+        let handle = replies.iter().find_map(|reply| match reply {
+            Reply::Data { message, .. } => sys::parse_table_handle(message),
+            Reply::Ack { .. } => None,
+        });
+        handle.ok_or_else(|| NftError::MissingTable {
+            table: self.table.clone(),
+        })
+    }
+
+    /// The kernel's view of one set. ENOENT becomes a missing table or set, EPERM a missing
+    /// capability.
+    fn query_set(&mut self, spec: SetSpec) -> Result<sys::SetInfo, NftError> {
         let mut request = Vec::new();
         sys::get_set_request(&mut request, &self.table_c, &sys::c_name(spec.name), 1);
         let replies = self
@@ -139,25 +166,27 @@ impl Nft {
             Reply::Data { message, .. } => sys::parse_set_reply(message),
             Reply::Ack { .. } => None,
         });
-        match info {
-            Some(info) => self.compare(spec, info),
-            None if replies.iter().any(|r| {
-                matches!(
-                    r,
-                    Reply::Ack {
-                        errno: libc::ENOENT,
-                        ..
-                    }
-                )
-            }) =>
-            {
-                Err(self.missing(spec))
-            }
-            None => Err(NftError::NoReply {
-                table: self.table.clone(),
-                what: format!("a query for set {}", spec.name),
-            }),
+        if let Some(info) = info {
+            return Ok(info);
         }
+        let errno = replies.iter().find_map(|reply| match reply {
+            Reply::Ack { errno, .. } if *errno != 0 => Some(*errno),
+            _ => None,
+        });
+        let what = || format!("a query for set {}", spec.name);
+        Err(match errno {
+            Some(libc::ENOENT) => self.missing(spec),
+            Some(libc::EPERM) => NftError::Permission,
+            Some(errno) => NftError::Rejected {
+                table: self.table.clone(),
+                what: what(),
+                source: io::Error::from_raw_os_error(errno),
+            },
+            None => NftError::NoReply {
+                table: self.table.clone(),
+                what: what(),
+            },
+        })
     }
 
     fn compare(&self, spec: SetSpec, info: sys::SetInfo) -> Result<(), NftError> {
@@ -185,20 +214,14 @@ impl Nft {
         Ok(())
     }
 
-    /// ENOENT names neither table nor set: a table with no sets at all is the table missing.
+    /// ENOENT names neither table nor set: ask for the table itself.
     fn missing(&mut self, spec: SetSpec) -> NftError {
         let mut request = Vec::new();
-        sys::get_set_request(
-            &mut request,
-            &self.table_c,
-            &sys::c_name(sets::GUARDED_IFACES.name),
-            1,
-        );
-        let table_exists = spec != sets::GUARDED_IFACES
-            && self
-                .socket
-                .transact([request.as_slice()])
-                .is_ok_and(|replies| replies.iter().any(|r| matches!(r, Reply::Data { .. })));
+        sys::get_table_request(&mut request, &self.table_c, 1);
+        let table_exists = self
+            .socket
+            .transact([request.as_slice()])
+            .is_ok_and(|replies| replies.iter().any(|r| matches!(r, Reply::Data { .. })));
         if table_exists {
             NftError::MissingSet {
                 table: self.table.clone(),

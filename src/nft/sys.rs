@@ -14,6 +14,7 @@ use nftnl_sys as sys;
 /// `NFPROTO_INET`: the table family.
 const FAMILY_INET: u16 = 1;
 /// `NFNL_SUBSYS_NFTABLES` message types (linux/netfilter/nf_tables.h).
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_GETSET: u16 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
@@ -158,18 +159,67 @@ pub fn get_set_request(buf: &mut Vec<u8>, table: &CStr, set: &CStr, seq: u32) {
     buf.truncate(len);
 }
 
-/// Parses a `NEWSET` reply message (one whole netlink message, 4-byte aligned).
-pub fn parse_set_reply(message: &[u8]) -> Option<SetInfo> {
+/// Writes a `GETTABLE` request for `table` into `buf` (cleared first).
+pub fn get_table_request(buf: &mut Vec<u8>, table: &CStr, seq: u32) {
+    // SAFETY: nftnl_table_alloc has no preconditions; it returns NULL only when out of memory.
+    let query = NonNull::new(unsafe { sys::nftnl_table_alloc() }).expect("libnftnl out of memory");
+    // SAFETY: the table object is live; libnftnl copies the string.
+    unsafe {
+        sys::nftnl_table_set_str(query.as_ptr(), attr(sys::NFTNL_TABLE_NAME), table.as_ptr())
+    };
+    buf.clear();
+    buf.resize(4096, 0);
+    // SAFETY: buf holds 4096 bytes, ample for a header and a name of at most 256 bytes.
+    let header = unsafe {
+        sys::nftnl_nlmsg_build_hdr(
+            buf.as_mut_ptr().cast(),
+            NFT_MSG_GETTABLE,
+            FAMILY_INET,
+            NLM_F_ACK,
+            seq,
+        )
+    };
+    // SAFETY: header is inside buf with room after it; the table object is live.
+    unsafe { sys::nftnl_table_nlmsg_build_payload(header, query.as_ptr()) };
+    // SAFETY: header points to the message just written in buf.
+    let len = unsafe { (*header).nlmsg_len } as usize;
+    buf.truncate(len);
+    // SAFETY: we own the table object and nothing uses it after this.
+    unsafe { sys::nftnl_table_free(query.as_ptr()) };
+}
+
+/// Parses a `NEWTABLE` reply (answering `GETTABLE`) into the table's handle, which the kernel
+/// numbers per network namespace: a table created anew gets a new one.
+pub fn parse_table_handle(message: &[u8]) -> Option<u64> {
+    let aligned = aligned_copy(message)?;
+    // SAFETY: nftnl_table_alloc has no preconditions; it returns NULL only when out of memory.
+    let table = NonNull::new(unsafe { sys::nftnl_table_alloc() })?;
+    // SAFETY: aligned holds one complete netlink message whose length field bounds the parse.
+    let parsed = unsafe { sys::nftnl_table_nlmsg_parse(aligned.as_ptr().cast(), table.as_ptr()) };
+    // SAFETY: the table object is live; an absent attribute reads as 0.
+    let handle = unsafe { sys::nftnl_table_get_u64(table.as_ptr(), attr(sys::NFTNL_TABLE_HANDLE)) };
+    // SAFETY: we own the table object and nothing uses it after this.
+    unsafe { sys::nftnl_table_free(table.as_ptr()) };
+    (parsed >= 0).then_some(handle)
+}
+
+/// A 4-byte aligned copy of one netlink message: libnftnl reads it through a header pointer.
+fn aligned_copy(message: &[u8]) -> Option<Vec<u32>> {
     if message.len() < 16 {
         return None;
     }
-    // libnftnl reads through a pointer: give it an aligned copy.
     let mut aligned = vec![0u32; message.len().div_ceil(4)];
     for (word, chunk) in aligned.iter_mut().zip(message.chunks(4)) {
         let mut bytes = [0; 4];
         bytes[..chunk.len()].copy_from_slice(chunk);
         *word = u32::from_ne_bytes(bytes);
     }
+    Some(aligned)
+}
+
+/// Parses a `NEWSET` reply message (one whole netlink message, 4-byte aligned).
+pub fn parse_set_reply(message: &[u8]) -> Option<SetInfo> {
+    let aligned = aligned_copy(message)?;
     let owner = OwnedSet::new();
     // SAFETY: aligned holds one complete netlink message whose own length field bounds the parse.
     let parsed = unsafe { sys::nftnl_set_nlmsg_parse(aligned.as_ptr().cast(), owner.as_ptr()) };

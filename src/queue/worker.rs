@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::IpAddr;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
@@ -135,7 +136,18 @@ impl Worker {
     /// Decides and sends the verdict for one packet. Never returns without a verdict sent.
     fn answer(&mut self, mut message: nfq::Message) {
         let received = Instant::now();
-        let verdict = self.decide(received, message.get_payload(), message.get_indev());
+        let (payload, iface) = (message.get_payload(), message.get_indev());
+        // A bug must not cost the packet its verdict (it would stay queued) nor the worker.
+        let decided =
+            panic::catch_unwind(AssertUnwindSafe(|| self.decide(received, payload, iface)));
+        let verdict = decided.unwrap_or_else(|_| {
+            self.state.metrics.queue_errors.inc();
+            error!(
+                queue = self.num,
+                "deciding a packet panicked; it was accepted"
+            );
+            Verdict::Accept
+        });
         let metrics = &self.state.metrics;
         match verdict {
             Verdict::Accept => {

@@ -546,3 +546,23 @@ fn the_largest_config_the_limits_allow_fills_its_sets_in_one_batch() {
     knock_from(&t, CLIENT4, GW4, &sequence);
     assert!(set_elements(&t, "allow4").contains(&format!("192.0.2.2 . tcp . {}", 20_000 + 63 * 8)));
 }
+
+#[test]
+fn a_ruleset_loaded_anew_under_the_daemon_is_refilled_at_once() {
+    require_netns!();
+    let (t, daemon) = start();
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+
+    // As `systemctl reload nftables` does with a ruleset that starts with `flush ruleset`.
+    t.gw.exec("nft", &["delete", "table", "inet", "knock_nfq"]);
+    netns::run_ok(std::process::Command::new(ruleset_script()).arg(&t.gw.name));
+    sleep(Duration::from_millis(1500));
+
+    // The grant went with the old table, and the new one guards again: the daemon refilled it.
+    assert_closed(&t, CLIENT4, &[GW_SSH4]);
+    assert!(set_elements(&t, "protected").contains("tcp . 22"));
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+    assert!(daemon.log().contains("was loaded anew"), "{}", daemon.log());
+}
