@@ -28,7 +28,8 @@ pub struct Metrics {
     knocks: IntCounterVec,
     grants: IntCounterVec,
     duplicates: IntCounterVec,
-    packet_errors: IntCounterVec,
+    /// One counter per `PacketError::ALL`, in that order.
+    packet_errors: [IntCounter; 4],
     pub tracked_sources: IntGauge,
     pub evictions: IntCounter,
     pub verdict_seconds: Histogram,
@@ -120,9 +121,8 @@ impl Metrics {
             "Queued packets that were not a TCP or UDP knock (accepted).",
             &["reason"],
         );
-        for error in PacketError::ALL {
-            packet_errors.with_label_values(&[error.label()]);
-        }
+        let packet_errors =
+            PacketError::ALL.map(|error| packet_errors.with_label_values(&[error.label()]));
         let tracked_sources = IntGauge::new(
             "knock_nfq_tracked_sources",
             "Sources with a knock attempt in progress.",
@@ -221,8 +221,12 @@ impl Metrics {
         }
     }
 
-    pub fn packet_error(&self, error: PacketError) -> IntCounter {
-        self.packet_errors.with_label_values(&[error.label()])
+    pub fn packet_error(&self, error: PacketError) -> &IntCounter {
+        let index = PacketError::ALL
+            .iter()
+            .position(|e| *e == error)
+            .unwrap_or(0);
+        &self.packet_errors[index]
     }
 
     /// The Prometheus text exposition of every metric.

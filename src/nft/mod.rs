@@ -398,6 +398,14 @@ impl Nft {
     }
 }
 
+/// Whether granting `door` to `source` adds or removes any element: an IPv6 source cannot reach
+/// an IPv4 LAN host (and the reverse), so such targets are skipped.
+pub fn opens_anything(source: IpAddr, door: &Door) -> bool {
+    door.targets
+        .iter()
+        .any(|target| keys::grant(source, *target).is_some())
+}
+
 /// The grant set for `target` reached from `source`.
 fn grant_set(source: IpAddr, target: Target) -> SetSpec {
     match (target, source) {

@@ -223,6 +223,10 @@ impl Worker {
             .observe(committed.duration_since(started).as_secs_f64());
         for &(source, door_id) in grants {
             let door = &doors[door_id];
+            if !crate::nft::opens_anything(source, door) {
+                info!(door = %door.name, %source, "sequence complete, but the door has no target for this address family");
+                continue;
+            }
             match &result {
                 Ok(()) => {
                     door_metrics[door_id].grants.inc();
@@ -256,6 +260,8 @@ fn log_knock(event: DoorEvent, door: &Door, source: IpAddr) {
             door = %door.name, %source, knocks = door.sequence.len(), action = door.action.name(),
             "knock sequence complete"
         ),
+        // The sweep reports other sources' attempts expiring during this packet.
+        KnockResult::Expired => debug!(door = %door.name, "knock attempt expired"),
         result => debug!(door = %door.name, %source, result = result.name(), "knock"),
     }
 }

@@ -230,9 +230,11 @@ impl Drop for Daemon {
 pub struct Metrics(pub String);
 
 impl Metrics {
-    /// The value of series `name` with all of `labels` (`door="ssh"`), or 0 when absent.
+    /// The value of series `name` with all of `labels` (`door="ssh"`). A series that is not
+    /// exported fails the test: a renamed metric must not read as 0.
     pub fn value(&self, name: &str, labels: &[&str]) -> f64 {
-        self.series(name, labels).unwrap_or(0.0)
+        self.series(name, labels)
+            .unwrap_or_else(|| panic!("no series {name}{labels:?} in the exposition:\n{}", self.0))
     }
 
     /// The value of series `name` with all of `labels`, if it is exported.
