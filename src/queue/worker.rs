@@ -91,8 +91,13 @@ impl Worker {
     /// Gives a verdict to every packet still in the socket, then leaves the queue.
     fn drain(&mut self) {
         self.queue.set_nonblocking(true);
-        while let Ok(message) = self.queue.recv() {
-            self.answer(message);
+        loop {
+            match self.queue.recv() {
+                Ok(message) => self.answer(message),
+                // An overrun or a stray wake-up signal is not the end of what is queued.
+                Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::ENOBUFS)) => {}
+                Err(_) => break,
+            }
         }
         let _ = self.queue.unbind(self.num);
     }
