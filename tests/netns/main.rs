@@ -566,3 +566,24 @@ fn a_ruleset_loaded_anew_under_the_daemon_is_refilled_at_once() {
     assert_open(&t, CLIENT4, GW_SSH4, "gw");
     assert!(daemon.log().contains("was loaded anew"), "{}", daemon.log());
 }
+
+#[test]
+fn knocking_again_re_arms_the_grant_without_an_error() {
+    require_netns!();
+    let (t, daemon) = start_with(&config("5s", "3s"));
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+    sleep(Duration::from_secs(2));
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+    sleep(Duration::from_secs(2));
+    // 4 s after the first grant (3 s): still open, because the second re-armed the countdown.
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+    let metrics = daemon.metrics(&t.gw);
+    assert_eq!(
+        metrics.value(
+            "knock_nfq_grants_total",
+            &[r#"door="ssh""#, r#"action="open""#]
+        ),
+        2.0
+    );
+    assert_eq!(metrics.value("knock_nfq_nft_errors_total", &[]), 0.0);
+}
