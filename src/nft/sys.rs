@@ -140,23 +140,10 @@ pub struct SetInfo {
 /// Writes a `GETSET` request for `table`/`set` into `buf` (cleared first).
 pub fn get_set_request(buf: &mut Vec<u8>, table: &CStr, set: &CStr, seq: u32) {
     let query = OwnedSet::named(table, set);
-    buf.clear();
-    buf.resize(4096, 0);
-    // SAFETY: buf holds 4096 bytes, ample for a header plus two names of at most 256 bytes.
-    let header = unsafe {
-        sys::nftnl_nlmsg_build_hdr(
-            buf.as_mut_ptr().cast(),
-            NFT_MSG_GETSET,
-            FAMILY_INET,
-            NLM_F_ACK,
-            seq,
-        )
-    };
-    // SAFETY: header is inside buf with room after it; the set is live.
-    unsafe { sys::nftnl_set_nlmsg_build_payload(header, query.as_ptr()) };
-    // SAFETY: header points to the message just written in buf.
-    let len = unsafe { (*header).nlmsg_len } as usize;
-    buf.truncate(len);
+    // SAFETY: the header is inside buf with room after it; the set is live.
+    request(buf, NFT_MSG_GETSET, seq, |header| unsafe {
+        sys::nftnl_set_nlmsg_build_payload(header, query.as_ptr());
+    });
 }
 
 /// Writes a `GETTABLE` request for `table` into `buf` (cleared first).
@@ -167,25 +154,33 @@ pub fn get_table_request(buf: &mut Vec<u8>, table: &CStr, seq: u32) {
     unsafe {
         sys::nftnl_table_set_str(query.as_ptr(), attr(sys::NFTNL_TABLE_NAME), table.as_ptr())
     };
+    // SAFETY: the header is inside buf with room after it; the table object is live.
+    request(buf, NFT_MSG_GETTABLE, seq, |header| unsafe {
+        sys::nftnl_table_nlmsg_build_payload(header, query.as_ptr());
+    });
+    // SAFETY: we own the table object and nothing uses it after this.
+    unsafe { sys::nftnl_table_free(query.as_ptr()) };
+}
+
+/// Writes one acknowledged request into `buf` (cleared first): the header, then `payload`,
+/// which writes at most a few hundred bytes (names of at most 256 bytes).
+fn request(buf: &mut Vec<u8>, msg_type: u16, seq: u32, payload: impl FnOnce(*mut libc::nlmsghdr)) {
     buf.clear();
     buf.resize(4096, 0);
-    // SAFETY: buf holds 4096 bytes, ample for a header and a name of at most 256 bytes.
+    // SAFETY: buf holds 4096 bytes, ample for a header and such a payload.
     let header = unsafe {
         sys::nftnl_nlmsg_build_hdr(
             buf.as_mut_ptr().cast(),
-            NFT_MSG_GETTABLE,
+            msg_type,
             FAMILY_INET,
             NLM_F_ACK,
             seq,
         )
     };
-    // SAFETY: header is inside buf with room after it; the table object is live.
-    unsafe { sys::nftnl_table_nlmsg_build_payload(header, query.as_ptr()) };
+    payload(header);
     // SAFETY: header points to the message just written in buf.
     let len = unsafe { (*header).nlmsg_len } as usize;
     buf.truncate(len);
-    // SAFETY: we own the table object and nothing uses it after this.
-    unsafe { sys::nftnl_table_free(query.as_ptr()) };
 }
 
 /// Parses a `NEWTABLE` reply (answering `GETTABLE`) into the table's handle, which the kernel
