@@ -89,3 +89,34 @@ fn the_demo_refuses_to_run_without_root() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the demo needs root"));
 }
+
+#[test]
+fn check_without_cap_net_admin_says_so_and_checks_the_config_alone() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to drop to an unprivileged user");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BINARY,
+            "check",
+            "--config",
+            EXAMPLE,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("not checked: querying nftables needs CAP_NET_ADMIN"),
+        "{stdout}"
+    );
+}
