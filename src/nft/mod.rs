@@ -196,7 +196,7 @@ impl Nft {
             found,
             spec,
         };
-        if info.key_len != spec.key_len || info.key_type != spec.key_type() {
+        if info.key_len != spec.key_len() || info.key_type != spec.key_type() {
             let found = sets::type_name(info.key_type);
             return Err(wrong(format!(
                 "it has `type {found}` ({} bytes)",

@@ -24,18 +24,32 @@ pub struct SetSpec {
     pub name: &'static str,
     /// Field datatypes, concatenated left to right.
     pub fields: &'static [u32],
-    /// Key length in bytes (concatenated fields padded to 4).
-    pub key_len: u32,
     /// Flags the set must have.
     pub flags: u32,
-    /// How `nft list` shows the type, for messages.
-    pub type_name: &'static str,
 }
 
 impl SetSpec {
     /// The concatenated type id: each field shifted in by 6 bits, as nft does.
     pub fn key_type(&self) -> u32 {
         self.fields.iter().fold(0, |acc, field| (acc << 6) | field)
+    }
+
+    /// Key length in bytes: a lone `inet_proto` is one byte; concatenated fields are each padded
+    /// to a multiple of 4.
+    pub fn key_len(&self) -> u32 {
+        match self.fields {
+            [INET_PROTO] => 1,
+            fields => fields
+                .iter()
+                .map(|f| {
+                    if matches!(*f, IPV6_ADDR | IFNAME) {
+                        16
+                    } else {
+                        4
+                    }
+                })
+                .sum(),
+        }
     }
 }
 
@@ -68,7 +82,12 @@ pub fn type_name(key_type: u32) -> String {
 
 impl fmt::Display for SetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "set {} {{ type {};", self.name, self.type_name)?;
+        write!(
+            f,
+            "set {} {{ type {};",
+            self.name,
+            type_name(self.key_type())
+        )?;
         match (
             self.flags & flag::INTERVAL != 0,
             self.flags & flag::TIMEOUT != 0,
@@ -83,90 +102,52 @@ impl fmt::Display for SetSpec {
 
 use datatype::{IFNAME, INET_PROTO, INET_SERVICE, IPV4_ADDR, IPV6_ADDR};
 
-const fn spec(
-    name: &'static str,
-    fields: &'static [u32],
-    key_len: u32,
-    flags: u32,
-    type_name: &'static str,
-) -> SetSpec {
+const fn spec(name: &'static str, fields: &'static [u32], flags: u32) -> SetSpec {
     SetSpec {
         name,
         fields,
-        key_len,
         flags,
-        type_name,
     }
 }
 
 /// Input interfaces whose new connections are guarded (interval: names and `prefix*`).
-pub const GUARDED_IFACES: SetSpec = spec("guarded_ifaces", &[IFNAME], 16, flag::INTERVAL, "ifname");
+pub const GUARDED_IFACES: SetSpec = spec("guarded_ifaces", &[IFNAME], flag::INTERVAL);
 /// Every knock port: new connections to these are queued to the daemon.
-pub const KNOCK_PORTS: SetSpec = spec(
-    "knock_ports",
-    &[INET_PROTO, INET_SERVICE],
-    8,
-    0,
-    "inet_proto . inet_service",
-);
+pub const KNOCK_PORTS: SetSpec = spec("knock_ports", &[INET_PROTO, INET_SERVICE], 0);
 /// Protocols whose every new connection is queued (filled only when a door is `strict`).
-pub const WATCH_PROTOS: SetSpec = spec("watch_protos", &[INET_PROTO], 1, 0, "inet_proto");
+pub const WATCH_PROTOS: SetSpec = spec("watch_protos", &[INET_PROTO], 0);
 /// Services on this host that are dropped unless granted.
-pub const PROTECTED: SetSpec = spec(
-    "protected",
-    &[INET_PROTO, INET_SERVICE],
-    8,
-    0,
-    "inet_proto . inet_service",
-);
+pub const PROTECTED: SetSpec = spec("protected", &[INET_PROTO, INET_SERVICE], 0);
 /// Services behind the gateway (after DNAT) that are dropped unless granted.
-pub const PROTECTED_FWD4: SetSpec = spec(
-    "protected_fwd4",
-    &[IPV4_ADDR, INET_PROTO, INET_SERVICE],
-    12,
-    0,
-    "ipv4_addr . inet_proto . inet_service",
-);
-pub const PROTECTED_FWD6: SetSpec = spec(
-    "protected_fwd6",
-    &[IPV6_ADDR, INET_PROTO, INET_SERVICE],
-    24,
-    0,
-    "ipv6_addr . inet_proto . inet_service",
-);
+pub const PROTECTED_FWD4: SetSpec =
+    spec("protected_fwd4", &[IPV4_ADDR, INET_PROTO, INET_SERVICE], 0);
+pub const PROTECTED_FWD6: SetSpec =
+    spec("protected_fwd6", &[IPV6_ADDR, INET_PROTO, INET_SERVICE], 0);
 /// Grants for services on this host: `saddr . l4proto . dport`.
 pub const ALLOW4: SetSpec = spec(
     "allow4",
     &[IPV4_ADDR, INET_PROTO, INET_SERVICE],
-    12,
     flag::TIMEOUT,
-    "ipv4_addr . inet_proto . inet_service",
 );
 pub const ALLOW6: SetSpec = spec(
     "allow6",
     &[IPV6_ADDR, INET_PROTO, INET_SERVICE],
-    24,
     flag::TIMEOUT,
-    "ipv6_addr . inet_proto . inet_service",
 );
 /// Grants for services behind the gateway: `saddr . daddr . l4proto . dport`.
 pub const ALLOW_FWD4: SetSpec = spec(
     "allow_fwd4",
     &[IPV4_ADDR, IPV4_ADDR, INET_PROTO, INET_SERVICE],
-    16,
     flag::TIMEOUT,
-    "ipv4_addr . ipv4_addr . inet_proto . inet_service",
 );
 pub const ALLOW_FWD6: SetSpec = spec(
     "allow_fwd6",
     &[IPV6_ADDR, IPV6_ADDR, INET_PROTO, INET_SERVICE],
-    40,
     flag::TIMEOUT,
-    "ipv6_addr . ipv6_addr . inet_proto . inet_service",
 );
 /// Blocked sources (filled by the abuse-resistance features of a later release).
-pub const BLOCKED4: SetSpec = spec("blocked4", &[IPV4_ADDR], 4, flag::TIMEOUT, "ipv4_addr");
-pub const BLOCKED6: SetSpec = spec("blocked6", &[IPV6_ADDR], 16, flag::TIMEOUT, "ipv6_addr");
+pub const BLOCKED4: SetSpec = spec("blocked4", &[IPV4_ADDR], flag::TIMEOUT);
+pub const BLOCKED6: SetSpec = spec("blocked6", &[IPV6_ADDR], flag::TIMEOUT);
 
 /// Every set the daemon needs, in the order `check` reports them.
 pub const ALL: [SetSpec; 12] = [
@@ -191,10 +172,7 @@ mod tests {
     #[test]
     fn concatenated_type_ids_match_nft() {
         // DESIGN.md section 7: ipv4_addr . inet_service = 461.
-        assert_eq!(
-            spec("x", &[IPV4_ADDR, INET_SERVICE], 8, 0, "").key_type(),
-            461
-        );
+        assert_eq!(spec("x", &[IPV4_ADDR, INET_SERVICE], 0).key_type(), 461);
         assert_eq!(ALLOW4.key_type(), (7 << 12) | (12 << 6) | 13);
     }
 
@@ -206,28 +184,32 @@ mod tests {
         );
         assert_eq!(type_name(GUARDED_IFACES.key_type()), "ifname");
         assert_eq!(type_name(5), "datatype 5");
+        assert_eq!(
+            ALLOW6.to_string(),
+            "set allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }"
+        );
     }
 
     #[test]
     fn key_lengths_are_fields_padded_to_four() {
-        for set in ALL {
-            let padded: u32 = set
-                .fields
-                .iter()
-                .map(|f| {
-                    if matches!(*f, IPV6_ADDR | IFNAME) {
-                        16
-                    } else {
-                        4
-                    }
-                })
-                .sum();
-            let expected = if set.fields.len() == 1 && set.fields[0] == INET_PROTO {
-                1
-            } else {
-                padded
-            };
-            assert_eq!(set.key_len, expected, "{}", set.name);
-        }
+        // As the kernel reports them for the sets of deploy/nftables.conf.
+        let lengths: Vec<(&str, u32)> = ALL.iter().map(|s| (s.name, s.key_len())).collect();
+        assert_eq!(
+            lengths,
+            [
+                ("guarded_ifaces", 16),
+                ("knock_ports", 8),
+                ("watch_protos", 1),
+                ("protected", 8),
+                ("protected_fwd4", 12),
+                ("protected_fwd6", 24),
+                ("allow4", 12),
+                ("allow6", 24),
+                ("allow_fwd4", 16),
+                ("allow_fwd6", 40),
+                ("blocked4", 4),
+                ("blocked6", 16),
+            ]
+        );
     }
 }
