@@ -6,8 +6,8 @@
 //! - a close door revokes its targets for the source: pairs left with no target are gone;
 //! - the book is bounded (by `max_sources`): when full, the pair closest to expiry makes room.
 //!
-//! It changes only on grants (rare) and is read at scrape time, under its own lock: the packet
-//! path never touches it.
+//! It changes only when a grant is committed (rare, and then already on the slow path of a
+//! netlink batch) and is read at scrape time, under its own lock; other packets never touch it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;

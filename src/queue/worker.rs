@@ -13,7 +13,7 @@ use tracing::{debug, error, info, warn};
 use super::limit::{Gate, RateLimit};
 use crate::config::{Action, Door};
 use crate::daemon::state::{State, gauge_delta};
-use crate::engine::{DoorEvent, Eviction, KnockResult, Verdict};
+use crate::engine::{DoorEvent, Eviction, Grant, KnockResult, Verdict};
 use crate::metrics::DoorMetrics;
 use crate::nft::{Nft, NftError};
 use crate::packet;
@@ -182,7 +182,10 @@ impl Worker {
                 return Verdict::Accept;
             }
         };
-        let state = Arc::clone(&self.state);
+        // Borrow the fields apart: the shard lock is held while grants are committed.
+        let Worker {
+            state, nft, num, ..
+        } = self;
         let mut guard = state.shard(knock.source);
         let shard = &mut *guard;
         let before = shard.engine.tracked_sources();
@@ -194,64 +197,73 @@ impl Worker {
         debug!(source = %knock.source, port = knock.port, proto = %knock.proto, verdict = ?outcome.verdict, "packet");
         let (verdict, eviction) = (outcome.verdict, outcome.eviction);
         if !outcome.grants.is_empty() {
-            let grants: Vec<(IpAddr, usize)> =
-                outcome.grants.iter().map(|g| (g.source, g.door)).collect();
-            self.commit_grants(&grants, &shard.doors, &shard.door_metrics);
+            let grants = Grants {
+                doors: &shard.doors,
+                door_metrics: &shard.door_metrics,
+                queue: *num,
+            };
+            grants.commit(nft, state, outcome.grants);
         }
         let after = shard.engine.tracked_sources();
         drop(guard);
         if eviction == Eviction::Oldest {
             self.evicted(now);
         }
-        state
-            .metrics
-            .tracked_sources
-            .add(gauge_delta(before, after));
+        if after != before {
+            self.state
+                .metrics
+                .tracked_sources
+                .add(gauge_delta(before, after));
+        }
         verdict
     }
+}
 
+/// What committing grants needs of the shard and the worker, borrowed while the shard is locked.
+struct Grants<'a> {
+    doors: &'a [Door],
+    door_metrics: &'a [DoorMetrics],
+    queue: u16,
+}
+
+impl Grants<'_> {
     /// Commits grants before the verdict goes out, so the client's next SYN is admitted.
-    fn commit_grants(
-        &mut self,
-        grants: &[(IpAddr, usize)],
-        doors: &[Door],
-        door_metrics: &[DoorMetrics],
-    ) {
+    fn commit(&self, nft: &mut Nft, state: &State, grants: &[Grant]) {
         let started = Instant::now();
-        let result = self
-            .nft
-            .apply_grants(grants.iter().map(|(source, door)| (*source, &doors[*door])));
+        let result = nft.apply_grants(grants.iter().map(|g| (g.source, &self.doors[g.door])));
         let committed = Instant::now();
-        self.state
+        state
             .metrics
             .nft_batch_seconds
             .observe(committed.duration_since(started).as_secs_f64());
-        for &(source, door_id) in grants {
-            let door = &doors[door_id];
+        for &Grant {
+            source,
+            door: door_id,
+            ..
+        } in grants
+        {
+            let door = &self.doors[door_id];
             if !crate::nft::opens_anything(source, door) {
                 info!(door = %door.name, %source, "sequence complete, but the door has no target for this address family");
                 continue;
             }
             match &result {
                 Ok(()) => {
-                    door_metrics[door_id].grants.inc();
-                    self.state
-                        .metrics
-                        .active_grants
-                        .record(committed, door, source);
+                    self.door_metrics[door_id].grants.inc();
+                    state.metrics.active_grants.record(committed, door, source);
                     log_grant(door, source, committed.duration_since(started));
                 }
                 Err(err) => self.grant_failed(door, source, err),
             }
         }
         if result.is_err() {
-            self.state.metrics.nft_errors.inc();
+            state.metrics.nft_errors.inc();
         }
     }
 
     fn grant_failed(&self, door: &Door, source: IpAddr, err: &NftError) {
         error!(
-            queue = self.num, door = %door.name, %source, action = door.action.name(),
+            queue = self.queue, door = %door.name, %source, action = door.action.name(),
             error = %err, cause = ?std::error::Error::source(err),
             "grant failed; the client's access is unchanged"
         );
