@@ -1,6 +1,6 @@
 //! The binary's commands as a user runs them (no root needed, except where said).
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_knock-nfq");
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/knock-nfq.example.toml");
@@ -64,25 +64,24 @@ fn a_missing_config_file_is_named() {
     );
 }
 
-#[test]
-fn the_demo_refuses_to_run_without_root() {
-    // As root (CI), drop to nobody with util-linux's setpriv; as a user, run it directly.
+/// Runs the binary as an unprivileged user: as root (CI) through util-linux's setpriv as
+/// nobody; as a user, directly.
+fn unprivileged(args: &[&str]) -> std::io::Result<Output> {
     // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let out = if root {
+    if unsafe { libc::geteuid() } == 0 {
+        let drop_to_nobody = ["--reuid=65534", "--regid=65534", "--clear-groups", BINARY];
         Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                BINARY,
-                "demo",
-            ])
+            .args(drop_to_nobody)
+            .args(args)
             .output()
     } else {
-        Command::new(BINARY).arg("demo").output()
-    };
-    let Ok(out) = out else {
+        Command::new(BINARY).args(args).output()
+    }
+}
+
+#[test]
+fn the_demo_refuses_to_run_without_root() {
+    let Ok(out) = unprivileged(&["demo"]) else {
         eprintln!("skipped: setpriv is not installed");
         return;
     };
@@ -92,23 +91,10 @@ fn the_demo_refuses_to_run_without_root() {
 
 #[test]
 fn check_without_cap_net_admin_says_so_and_checks_the_config_alone() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to drop to an unprivileged user");
+    let Ok(out) = unprivileged(&["check", "--config", EXAMPLE]) else {
+        eprintln!("skipped: setpriv is not installed");
         return;
-    }
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            BINARY,
-            "check",
-            "--config",
-            EXAMPLE,
-        ])
-        .output()
-        .unwrap();
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
