@@ -34,6 +34,7 @@ fn our_knock_ok(t: &Topology, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn our_client_opens_the_door_over_ipv4_with_a_udp_knock() {
     require_netns!();
     let (t, daemon) = start();
@@ -53,6 +54,7 @@ fn our_client_opens_the_door_over_ipv4_with_a_udp_knock() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn dash_u_knocks_udp_unless_a_port_says_tcp() {
     require_netns!();
     let (t, _daemon) = start();
@@ -65,6 +67,7 @@ fn dash_u_knocks_udp_unless_a_port_says_tcp() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn our_client_opens_the_door_over_ipv6() {
     require_netns!();
     let (t, _daemon) = start();
@@ -86,6 +89,7 @@ fn our_client_opens_the_door_over_ipv6() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn the_sequence_can_come_from_a_door_of_the_config() {
     require_netns!();
     let (t, daemon) = start();
@@ -102,6 +106,7 @@ fn the_sequence_can_come_from_a_door_of_the_config() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn an_unresolvable_host_is_a_clear_error() {
     require_netns!();
     let t = Topology::new();
@@ -116,6 +121,7 @@ fn an_unresolvable_host_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn our_client_opens_a_door_of_debian_s_knockd() {
     require_netns!();
     let (t, mut daemon) = start();

@@ -59,6 +59,7 @@ fn nc_connects(t: &Topology, host: &str, port: &str) -> bool {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn ipv4_sequence_opens_local_and_lan_services_only_for_the_knocking_source() {
     require_netns!();
     let (t, daemon) = start();
@@ -104,6 +105,7 @@ fn ipv4_sequence_opens_local_and_lan_services_only_for_the_knocking_source() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn ipv6_sequence_opens_local_and_lan_services_only_for_the_knocking_source() {
     require_netns!();
     let (t, _daemon) = start();
@@ -120,6 +122,7 @@ fn ipv6_sequence_opens_local_and_lan_services_only_for_the_knocking_source() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn wrong_order_and_a_sequence_slower_than_seq_timeout_do_not_open() {
     require_netns!();
     let (t, daemon) = start_with(&config("2s", "30s"));
@@ -149,6 +152,7 @@ fn wrong_order_and_a_sequence_slower_than_seq_timeout_do_not_open() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn knocks_with_the_wrong_tcp_flags_are_ignored() {
     require_netns!();
     let (t, _daemon) = start();
@@ -172,6 +176,7 @@ fn knocks_with_the_wrong_tcp_flags_are_ignored() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn a_retransmitted_syn_does_not_break_the_sequence() {
     require_netns!();
     let (t, daemon) = start();
@@ -196,6 +201,7 @@ fn a_retransmitted_syn_does_not_break_the_sequence() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn knock_ports_and_protected_ports_never_answer() {
     require_netns!();
     let (t, _daemon) = start();
@@ -249,6 +255,7 @@ fn knock_ports_and_protected_ports_never_answer() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn a_grant_expires_but_a_connection_made_during_it_keeps_working() {
     require_netns!();
     let (t, _daemon) = start_with(&config("5s", "2s"));
@@ -274,6 +281,7 @@ fn a_grant_expires_but_a_connection_made_during_it_keeps_working() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn a_close_door_revokes_the_grant_at_once() {
     require_netns!();
     let (t, daemon) = start();
@@ -295,6 +303,7 @@ fn a_close_door_revokes_the_grant_at_once() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn kill_9_keeps_services_closed_and_grants_alive_and_a_restart_keeps_them() {
     require_netns!();
     let (t, mut daemon) = start();
@@ -320,6 +329,7 @@ fn kill_9_keeps_services_closed_and_grants_alive_and_a_restart_keeps_them() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn malformed_packets_leave_the_daemon_alive_and_working() {
     require_netns!();
     let (t, mut daemon) = start();
@@ -341,6 +351,7 @@ fn malformed_packets_leave_the_daemon_alive_and_working() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn sigterm_stops_promptly_with_status_0() {
     require_netns!();
     let (t, mut daemon) = start();
@@ -360,6 +371,7 @@ fn sigterm_stops_promptly_with_status_0() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn a_missing_table_is_a_startup_error_naming_it() {
     require_netns!();
     let gw = netns::Netns::create("kt");
@@ -381,6 +393,7 @@ fn a_missing_table_is_a_startup_error_naming_it() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn check_verifies_the_sets_where_the_table_exists() {
     require_netns!();
     let t = Topology::new();
@@ -412,6 +425,7 @@ fn check_verifies_the_sets_where_the_table_exists() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn the_demo_runs_every_step_and_cleans_up() {
     require_netns!();
     let out = std::process::Command::new(daemon::BINARY)
@@ -438,6 +452,7 @@ fn the_demo_runs_every_step_and_cleans_up() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn empty_interfaces_guard_every_interface_and_wildcards_pick_by_prefix() {
     require_netns!();
     let all = config("5s", "30s").replace(r#"interfaces = ["wan0"]"#, "interfaces = []");
@@ -456,6 +471,7 @@ fn empty_interfaces_guard_every_interface_and_wildcards_pick_by_prefix() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn the_shipped_ruleset_passes_nft_check_up_to_the_kernel_queue_support() {
     require_netns!();
     let ns = netns::Netns::create("kr");
@@ -477,6 +493,7 @@ fn the_shipped_ruleset_passes_nft_check_up_to_the_kernel_queue_support() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn a_strict_door_is_reset_by_a_connection_to_any_other_port() {
     require_netns!();
     let strict = config("5s", "30s").replace(
@@ -513,6 +530,7 @@ fn a_strict_door_is_reset_by_a_connection_to_any_other_port() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn the_largest_config_the_limits_allow_fills_its_sets_in_one_batch() {
     require_netns!();
     // 64 doors x 32 knock ports, 16 targets each (half of them IPv6 forward targets, the
@@ -548,6 +566,7 @@ fn the_largest_config_the_limits_allow_fills_its_sets_in_one_batch() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn a_ruleset_loaded_anew_under_the_daemon_is_refilled_at_once() {
     require_netns!();
     let (t, daemon) = start();
@@ -568,6 +587,7 @@ fn a_ruleset_loaded_anew_under_the_daemon_is_refilled_at_once() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn knocking_again_re_arms_the_grant_without_an_error() {
     require_netns!();
     let (t, daemon) = start_with(&config("5s", "3s"));
