@@ -2,10 +2,13 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::{self, AddressFamily, ClientError, DefaultProto, KnockPlan, Verbosity};
+use crate::client::{
+    self, AddressFamily, ClientError, DefaultProto, KnockPlan, KnockRequest, KnockSource, Verbosity,
+};
 use crate::config::{self, Config, Proto};
 use crate::import::{self, ImportError};
 use crate::nft::{Nft, NftError};
@@ -83,23 +86,33 @@ pub struct KnockArgs {
 }
 
 impl KnockArgs {
-    pub fn default_proto(&self) -> DefaultProto {
-        DefaultProto(if self.udp { Proto::Udp } else { Proto::Tcp })
-    }
-
-    pub fn family(&self) -> AddressFamily {
-        match (self.ipv4, self.ipv6) {
-            (true, _) => AddressFamily::V4,
-            (_, true) => AddressFamily::V6,
-            _ => AddressFamily::Any,
-        }
-    }
-
-    pub fn verbosity(&self) -> Verbosity {
-        if self.verbose {
-            Verbosity::EachKnock
-        } else {
-            Verbosity::Quiet
+    /// The client's view of these arguments.
+    pub fn request(&self) -> KnockRequest {
+        let knocks = match (&self.config, &self.door) {
+            (Some(config), Some(door)) => KnockSource::Door {
+                config: config.clone(),
+                door: door.clone(),
+            },
+            // clap makes --config and --door go together, and excludes ports with them.
+            _ => KnockSource::Ports {
+                specs: self.ports.clone(),
+                default: DefaultProto(if self.udp { Proto::Udp } else { Proto::Tcp }),
+            },
+        };
+        KnockRequest {
+            host: self.host.clone(),
+            family: match (self.ipv4, self.ipv6) {
+                (true, _) => AddressFamily::V4,
+                (_, true) => AddressFamily::V6,
+                _ => AddressFamily::Any,
+            },
+            knocks,
+            delay: Duration::from_millis(self.delay),
+            verbosity: if self.verbose {
+                Verbosity::EachKnock
+            } else {
+                Verbosity::Quiet
+            },
         }
     }
 }
@@ -113,7 +126,7 @@ pub struct ImportArgs {
 
 /// `knock-nfq knock`: builds the plan and sends it; `-v` lines go to `out`.
 pub fn knock(args: &KnockArgs, out: &mut impl Write) -> Result<(), ClientError> {
-    client::send(&KnockPlan::from_args(args)?, out)
+    client::send(&KnockPlan::from_request(&args.request())?, out)
 }
 
 /// `knock-nfq import-knockd`: the TOML on `out`, one warning line per untranslated door or

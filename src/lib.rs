@@ -7,17 +7,20 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML file (figment) into typed, validated structs; errors name file and key.
-//! - [`engine`]: the pure knock state machine. `on_packet(now, knock)` returns a verdict and grant
-//!   instructions; no I/O, no clock reads, a bounded source table.
+//! - [`engine`]: the pure knock state machine. `on_packet(now, knock)` returns a verdict and
+//!   grants, each carrying its door's compiled [`engine::GrantSpec`] (targets per address family,
+//!   `open_for`, action), so carrying one out needs nothing else; no I/O, no clock reads, a
+//!   bounded source table.
 //! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into an [`engine::Knock`].
-//! - [`queue`]: NFQUEUE workers (nfq), one blocking thread per queue: parse, decide, commit
-//!   grants, send the verdict.
+//! - [`queue`]: the packet path. The engine sharded by source ([`queue::State`]) and the NFQUEUE
+//!   workers (nfq), one blocking thread per queue: parse, step the engine under the shard lock,
+//!   commit the grants after releasing it, send the verdict.
 //! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
 //!   grants with per-element timeouts. Its unsafe code lives in `nft::sys`.
 //! - [`metrics`]: the Prometheus registry; label children resolved up front. Read at scrape
 //!   time: the kernel's queue counters (`/proc`) and the active-grants book fed by the workers.
-//! - [`daemon`]: `knock-nfq run`: startup, the shared sharded engine state, signals and reloads,
-//!   systemd notifications and watchdog, the `/metrics` endpoint.
+//! - [`daemon`]: `knock-nfq run`: startup, signals and reloads, systemd notifications and
+//!   watchdog, the `/metrics` endpoint. It drives `queue`; nothing on the packet path imports it.
 //! - [`client`]: `knock-nfq knock`, knockd's client: arguments into a `KnockPlan`, then one SYN
 //!   or datagram per knock.
 //! - [`import`]: `knock-nfq import-knockd`: a knockd.conf parsed into a typed form, translated

@@ -10,12 +10,12 @@ mod send;
 #[cfg(test)]
 mod tests;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::ClientError;
 pub use send::send;
 
-use crate::cli::KnockArgs;
 use crate::config::parse;
 use crate::config::{Config, KnockPort, Proto};
 
@@ -51,23 +51,44 @@ pub struct KnockPlan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DefaultProto(pub Proto);
 
+/// Where the knocks come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KnockSource {
+    /// knockd's client syntax, one argument per knock.
+    Ports {
+        specs: Vec<String>,
+        default: DefaultProto,
+    },
+    /// The sequence of a door in a knock-nfq config.
+    Door { config: PathBuf, door: String },
+}
+
+/// What the user asked for, not yet validated (the command line's view, without clap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnockRequest {
+    pub host: String,
+    pub family: AddressFamily,
+    pub knocks: KnockSource,
+    pub delay: Duration,
+    pub verbosity: Verbosity,
+}
+
 /// What a port argument must look like.
 pub const EXPECT_KNOCK: &str = "PORT[:tcp|udp] with PORT 1-65535";
 
 impl KnockPlan {
-    /// From the command line: the ports given, or the sequence of `--door` in `--config`.
-    pub fn from_args(args: &KnockArgs) -> Result<KnockPlan, ClientError> {
-        let knocks = match (&args.config, &args.door) {
-            (Some(path), Some(door)) => door_sequence(&Config::load(path)?, door)?,
-            // clap makes --config and --door go together, and excludes ports with them.
-            _ => parse_knocks(&args.ports, args.default_proto())?,
+    /// Validates a request: the ports given, or the sequence of the door in the config.
+    pub fn from_request(request: &KnockRequest) -> Result<KnockPlan, ClientError> {
+        let knocks = match &request.knocks {
+            KnockSource::Door { config, door } => door_sequence(&Config::load(config)?, door)?,
+            KnockSource::Ports { specs, default } => parse_knocks(specs, *default)?,
         };
         Ok(KnockPlan {
-            host: args.host.clone(),
-            family: args.family(),
+            host: request.host.clone(),
+            family: request.family,
             knocks,
-            delay: Duration::from_millis(args.delay),
-            verbosity: args.verbosity(),
+            delay: request.delay,
+            verbosity: request.verbosity,
         })
     }
 }

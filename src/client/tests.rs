@@ -14,7 +14,7 @@ use crate::cli::{Cli, Command};
 fn plan_of(args: &[&str]) -> Result<KnockPlan, ClientError> {
     let argv = ["knock-nfq", "knock"].iter().chain(args);
     match Cli::try_parse_from(argv).expect("clap accepts it").command {
-        Command::Knock(args) => KnockPlan::from_args(&args),
+        Command::Knock(args) => KnockPlan::from_request(&args.request()),
         other => panic!("parsed as {other:?}"),
     }
 }

@@ -2,7 +2,6 @@
 //! handles signals (SIGTERM/SIGINT stop, SIGHUP reloads).
 
 mod http;
-pub mod state;
 mod watchdog;
 
 use std::io;
@@ -17,8 +16,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::nft::{Nft, NftError};
-use crate::queue::{self, QueueError, Worker, WorkerHandle};
-use state::State;
+use crate::queue::{self, QueueError, State, Worker, WorkerHandle};
 use watchdog::Watchdog;
 
 /// How often the supervisor checks the workers and the table.

@@ -1,8 +1,10 @@
 //! The engine's input ([`Knock`]) and the instructions it returns ([`Outcome`]).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::SWEEP_BUDGET;
+use super::grant::GrantSpec;
 use crate::config::model::{Action, Proto};
 
 /// A queued packet, as the engine needs it.
@@ -55,12 +57,19 @@ pub struct DoorEvent {
     pub result: KnockResult,
 }
 
-/// A completed door: add (or, for [`Action::Close`], remove) `source` in the door's sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A completed door: add (or, for [`Action::Close`], remove) `source` in the door's sets, as
+/// `spec` says. Complete in itself: carrying it out needs nothing else of the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub door: DoorId,
     pub source: IpAddr,
-    pub action: Action,
+    pub spec: Arc<GrantSpec>,
+}
+
+impl Grant {
+    pub fn action(&self) -> Action {
+        self.spec.action
+    }
 }
 
 /// Whether this packet's new attempt pushed the oldest one out of the full table.
@@ -77,6 +86,8 @@ pub struct Outcome<'a> {
     pub events: &'a [DoorEvent],
     pub grants: &'a [Grant],
     pub eviction: Eviction,
+    /// Every door's grant spec, by [`DoorId`]: what an event's door is called and does.
+    pub doors: &'a [Arc<GrantSpec>],
 }
 
 /// Per-packet output buffers, reused so a warm engine does not allocate.
@@ -87,12 +98,18 @@ pub(super) struct Output {
 }
 
 impl Output {
-    pub fn outcome(&self, verdict: Verdict, eviction: Eviction) -> Outcome<'_> {
+    pub fn outcome<'a>(
+        &'a self,
+        verdict: Verdict,
+        eviction: Eviction,
+        doors: &'a [Arc<GrantSpec>],
+    ) -> Outcome<'a> {
         Outcome {
             verdict,
             events: &self.events,
             grants: &self.grants,
             eviction,
+            doors,
         }
     }
 
@@ -108,12 +125,12 @@ impl Output {
         });
     }
 
-    pub fn complete(&mut self, door: u16, source: IpAddr, action: Action) {
+    pub fn complete(&mut self, door: u16, source: IpAddr, spec: &Arc<GrantSpec>) {
         self.event(door, KnockResult::Complete);
         self.grants.push(Grant {
             door: usize::from(door),
             source,
-            action,
+            spec: Arc::clone(spec),
         });
     }
 

@@ -30,6 +30,7 @@
 //! Time has millisecond granularity.
 
 mod api;
+mod grant;
 mod index;
 mod plan;
 mod reload;
@@ -48,6 +49,7 @@ use std::time::{Duration, Instant};
 use crate::config::model::{Door, KnockPort};
 use api::Output;
 pub use api::{DoorEvent, DoorId, Eviction, Grant, Knock, KnockResult, Outcome, Verdict};
+pub use grant::GrantSpec;
 use index::SourceHash;
 use plan::{DoorPlan, OtherPorts, PortKind};
 use step::{Packet, Repeat, Step};
@@ -156,7 +158,7 @@ impl Engine {
             PortKind::Knock => Verdict::Drop,
             PortKind::Other => Verdict::Accept,
         };
-        self.output.outcome(verdict, eviction)
+        self.output.outcome(verdict, eviction, self.plan.grants())
     }
 
     fn track(&mut self, source: IpAddr, packet: &Packet) -> Eviction {
@@ -213,10 +215,7 @@ impl Engine {
     fn report(&mut self, door: u16, step: Step, source: IpAddr) {
         let result = match step {
             Step::Ignore => return,
-            Step::Complete => {
-                let action = self.plan.door(door).action;
-                return self.output.complete(door, source, action);
-            }
+            Step::Complete => return self.output.complete(door, source, self.plan.grant(door)),
             Step::Advance(_) => KnockResult::Advance,
             Step::Duplicate => KnockResult::Duplicate,
             Step::Reset => KnockResult::Reset,
@@ -238,7 +237,7 @@ impl Engine {
                 continue;
             }
             if rules.sequence.len() == 1 {
-                self.output.complete(door, source, rules.action);
+                self.output.complete(door, source, self.plan.grant(door));
             } else {
                 self.scratch.push(Tracked { door, stage: 1 });
                 self.output.event(door, KnockResult::Advance);

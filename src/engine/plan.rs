@@ -1,6 +1,9 @@
 //! The doors, precomputed for per-packet lookups: a knock-port bitset, the doors each first port
 //! starts, timeouts in the engine's millisecond clock.
 
+use std::sync::Arc;
+
+use super::grant::GrantSpec;
 use crate::config::model::{Door, KnockPort, Proto, ScanPolicy};
 
 /// Whether a packet's (proto, port) belongs to any door's sequence.
@@ -64,6 +67,7 @@ impl PortKey {
 #[derive(Debug)]
 pub(super) struct DoorPlan {
     doors: Vec<Door>,
+    grants: Vec<Arc<GrantSpec>>,
     timeouts_ms: Vec<u64>,
     knock_ports: PortSet,
     /// First ports, sorted, each with the door ids (ascending) whose sequence starts there:
@@ -105,6 +109,7 @@ impl DoorPlan {
             .iter()
             .any(|d| d.scan_policy == ScanPolicy::ResetOnOtherPorts);
         DoorPlan {
+            grants: doors.iter().map(|d| Arc::new(GrantSpec::of(d))).collect(),
             max_doors_per_attempt: starters.iter().map(|(_, ids)| ids.len()).max().unwrap_or(0),
             max_timeout_ms: timeouts_ms.iter().copied().max().unwrap_or(0),
             other_ports: if strict {
@@ -125,6 +130,14 @@ impl DoorPlan {
 
     pub fn door(&self, id: u16) -> &Door {
         &self.doors[usize::from(id)]
+    }
+
+    pub fn grant(&self, id: u16) -> &Arc<GrantSpec> {
+        &self.grants[usize::from(id)]
+    }
+
+    pub fn grants(&self) -> &[Arc<GrantSpec>] {
+        &self.grants
     }
 
     pub fn timeout_ms(&self, id: u16) -> u64 {

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::{DoorEvent, Engine, Eviction, Grant, Knock, KnockResult, Verdict};
+use super::{DoorEvent, Engine, Eviction, Knock, KnockResult, Verdict};
 use crate::config::model::{
     Action, Door, KnockPort, Proto, ScanPolicy, Target, TcpFlags, tcp_flag,
 };
@@ -68,7 +68,7 @@ fn udp(source: &str, port: u16) -> Knock {
 struct Seen {
     verdict: Verdict,
     events: Vec<(usize, KnockResult)>,
-    grants: Vec<Grant>,
+    grants: Vec<Granted>,
     eviction: Eviction,
 }
 
@@ -100,7 +100,11 @@ impl Harness {
                 .iter()
                 .map(|&DoorEvent { door, result }| (door, result))
                 .collect(),
-            grants: outcome.grants.to_vec(),
+            grants: outcome
+                .grants
+                .iter()
+                .map(|g| (g.door, g.source, g.action()))
+                .collect(),
             eviction: outcome.eviction,
         }
     }
@@ -111,17 +115,31 @@ impl Harness {
     }
 }
 
-fn grant(door: usize, source: &str, action: Action) -> Grant {
-    Grant {
-        door,
-        source: source.parse::<IpAddr>().expect("test address"),
-        action,
-    }
+/// A grant as the tests compare it: door, source, action (the spec is tested on its own).
+type Granted = (usize, IpAddr, Action);
+
+fn grant(door: usize, source: &str, action: Action) -> Granted {
+    let source = source.parse::<IpAddr>().expect("test address");
+    (door, source, action)
 }
 
 const A: &str = "192.0.2.1";
 const B: &str = "192.0.2.2";
 const C: &str = "192.0.2.3";
+
+#[test]
+fn a_grant_carries_the_compiled_spec_of_its_door() {
+    let ssh = door("ssh", &[7000, 8000]);
+    let mut engine = Engine::new(vec![door("other", &[5000]), ssh.clone()], 16);
+    let start = Instant::now();
+    engine.on_packet(start, &syn(A, 7000));
+    let outcome = engine.on_packet(start + Duration::from_millis(10), &syn(A, 8000));
+    let [grant] = outcome.grants else {
+        panic!("one grant expected, got {:?}", outcome.grants);
+    };
+    assert_eq!(*grant.spec, crate::engine::GrantSpec::of(&ssh));
+    assert_eq!(outcome.doors[1].door, "ssh");
+}
 
 #[test]
 fn each_expected_port_advances_and_the_last_completes_with_a_grant() {

@@ -19,6 +19,7 @@ use prometheus::proto::{MetricFamily, MetricType};
 
 use super::kernel_queue::{family, gauge};
 use crate::config::{Action, Door, Target};
+use crate::engine::GrantSpec;
 
 /// (door index in [`GrantBook::doors`], source).
 type Key = (usize, IpAddr);
@@ -65,9 +66,9 @@ impl GrantBook {
 
     /// Notes a committed grant (or, for a close door, revoke) of `door` for `source`.
     /// A door the book does not know (removed by a reload racing the grant) is ignored.
-    pub fn record(&mut self, now: Instant, door: &Door, source: IpAddr) {
+    pub fn record(&mut self, now: Instant, door: &GrantSpec, source: IpAddr) {
         self.expire(now);
-        let Some(&id) = self.by_name.get(door.name.as_str()) else {
+        let Some(&id) = self.by_name.get(door.door.as_str()) else {
             return;
         };
         match door.action {
@@ -213,7 +214,7 @@ impl ActiveGrants {
         self.book.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn record(&self, now: Instant, door: &Door, source: IpAddr) {
+    pub fn record(&self, now: Instant, door: &GrantSpec, source: IpAddr) {
         self.book().record(now, door, source);
     }
 
@@ -313,10 +314,14 @@ action = "close"
         let doors = doors("");
         let mut book = GrantBook::new(&doors, 10);
         let t0 = Instant::now();
-        book.record(t0, &doors[0], source(1));
-        book.record(t0, &doors[0], source(2));
+        book.record(t0, &GrantSpec::of(&doors[0]), source(1));
+        book.record(t0, &GrantSpec::of(&doors[0]), source(2));
         assert_eq!(count(&mut book, t0, "ssh"), 2);
-        book.record(t0 + Duration::from_secs(8), &doors[0], source(1));
+        book.record(
+            t0 + Duration::from_secs(8),
+            &GrantSpec::of(&doors[0]),
+            source(1),
+        );
         assert_eq!(count(&mut book, t0 + Duration::from_secs(10), "ssh"), 1);
         assert_eq!(count(&mut book, t0 + Duration::from_secs(18), "ssh"), 0);
     }
@@ -326,15 +331,15 @@ action = "close"
         let doors = doors("");
         let mut book = GrantBook::new(&doors, 10);
         let t0 = Instant::now();
-        book.record(t0, &doors[0], source(1));
-        book.record(t0, &doors[1], source(1));
-        book.record(t0, &doors[0], source(2));
+        book.record(t0, &GrantSpec::of(&doors[0]), source(1));
+        book.record(t0, &GrantSpec::of(&doors[1]), source(1));
+        book.record(t0, &GrantSpec::of(&doors[0]), source(2));
         // Revoking 22/tcp leaves ssh's 80/tcp granted; web (80/tcp only) is untouched.
-        book.record(t0, &doors[3], source(1));
+        book.record(t0, &GrantSpec::of(&doors[3]), source(1));
         assert_eq!(count(&mut book, t0, "ssh"), 2);
         assert_eq!(count(&mut book, t0, "web"), 1);
         // Revoking both removes both doors' pairs, for that source only.
-        book.record(t0, &doors[2], source(1));
+        book.record(t0, &GrantSpec::of(&doors[2]), source(1));
         assert_eq!(count(&mut book, t0, "ssh"), 1);
         assert_eq!(count(&mut book, t0, "web"), 0);
     }
@@ -344,10 +349,10 @@ action = "close"
         let doors = doors("");
         let mut book = GrantBook::new(&doors, 10);
         let t0 = Instant::now();
-        book.record(t0, &doors[0], source(1));
-        book.record(t0, &doors[3], source(1));
-        book.record(t0, &doors[0], source(1));
-        book.record(t0, &doors[3], source(1));
+        book.record(t0, &GrantSpec::of(&doors[0]), source(1));
+        book.record(t0, &GrantSpec::of(&doors[3]), source(1));
+        book.record(t0, &GrantSpec::of(&doors[0]), source(1));
+        book.record(t0, &GrantSpec::of(&doors[3]), source(1));
         assert_eq!(count(&mut book, t0, "ssh"), 1, "80/tcp is still granted");
     }
 
@@ -356,9 +361,9 @@ action = "close"
         let doors = doors("");
         let mut book = GrantBook::new(&doors, 2);
         let t0 = Instant::now();
-        book.record(t0, &doors[1], source(1)); // expires at 5 s
-        book.record(t0, &doors[0], source(2)); // 10 s
-        book.record(t0, &doors[0], source(3)); // 10 s: evicts source 1's web grant
+        book.record(t0, &GrantSpec::of(&doors[1]), source(1)); // expires at 5 s
+        book.record(t0, &GrantSpec::of(&doors[0]), source(2)); // 10 s
+        book.record(t0, &GrantSpec::of(&doors[0]), source(3)); // 10 s: evicts source 1's web grant
         assert_eq!(count(&mut book, t0, "web"), 0);
         assert_eq!(count(&mut book, t0, "ssh"), 2);
         assert_eq!(book.entries.len(), 2);
@@ -369,8 +374,8 @@ action = "close"
         let old = doors("");
         let mut book = GrantBook::new(&old, 10);
         let t0 = Instant::now();
-        book.record(t0, &old[0], source(1));
-        book.record(t0, &old[1], source(1));
+        book.record(t0, &GrantSpec::of(&old[0]), source(1));
+        book.record(t0, &GrantSpec::of(&old[1]), source(1));
         // New order, web gone, a door added.
         let new =
             doors("\n[[door]]\nname = \"extra\"\nsequence = [5000, 5001]\nopen = [\"443/tcp\"]\n");
@@ -388,7 +393,7 @@ action = "close"
     fn grants_of_unknown_doors_are_ignored() {
         let doors = doors("");
         let mut book = GrantBook::new(&doors[1..], 10);
-        book.record(Instant::now(), &doors[0], source(1));
+        book.record(Instant::now(), &GrantSpec::of(&doors[0]), source(1));
         assert!(book.entries.is_empty());
     }
 }

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use nftnl::{Batch, MsgType};
 
 use crate::config::{Action, Config, Door, ScanPolicy, Target};
+use crate::engine::{Grant, GrantSpec};
 use sets::SetSpec;
 use socket::{Reply, Socket};
 use sys::{ElemMsg, ElemOp};
@@ -313,15 +314,15 @@ impl Nft {
         }
     }
 
-    /// Opens (or re-arms) or revokes `door`'s targets for each source, in one batch, and returns
-    /// once the kernel has committed it.
+    /// Opens (or re-arms) or revokes each grant's targets for its source, in one batch, and
+    /// returns once the kernel has committed it.
     pub fn apply_grants<'a>(
         &mut self,
-        grants: impl IntoIterator<Item = (IpAddr, &'a Door)>,
+        grants: impl IntoIterator<Item = &'a Grant>,
     ) -> Result<(), NftError> {
         let mut batch = ElemBatch::default();
-        for (source, door) in grants {
-            self.add_grant(&mut batch, source, door);
+        for grant in grants {
+            self.add_grant(&mut batch, grant.source, &grant.spec);
         }
         if batch.messages.is_empty() {
             return Ok(());
@@ -329,18 +330,17 @@ impl Nft {
         self.commit(&batch)
     }
 
-    fn add_grant(&self, batch: &mut ElemBatch, source: IpAddr, door: &Door) {
-        let (op, timeout) = match door.action {
-            Action::Open => (ElemOp::Add, Some(door.open_for)),
+    fn add_grant(&self, batch: &mut ElemBatch, source: IpAddr, grant: &GrantSpec) {
+        let (op, timeout) = match grant.action {
+            Action::Open => (ElemOp::Add, Some(grant.open_for)),
             Action::Close => (ElemOp::Destroy, None),
         };
-        for target in &door.targets {
-            let Some(key) = keys::grant(source, *target) else {
+        for &target in grant.targets_for(source) {
+            let Some(key) = keys::grant(source, target) else {
                 continue;
             };
-            let spec = grant_set(source, *target);
             batch
-                .message(&self.table_c, spec, op)
+                .message(&self.table_c, grant_set(source, target), op)
                 .push(&key, 0, timeout);
         }
     }
@@ -396,14 +396,6 @@ impl Nft {
         }
         Ok(())
     }
-}
-
-/// Whether granting `door` to `source` adds or removes any element: an IPv6 source cannot reach
-/// an IPv4 LAN host (and the reverse), so such targets are skipped.
-pub fn opens_anything(source: IpAddr, door: &Door) -> bool {
-    door.targets
-        .iter()
-        .any(|target| keys::grant(source, *target).is_some())
 }
 
 /// The grant set for `target` reached from `source`.

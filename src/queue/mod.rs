@@ -4,9 +4,11 @@
 //! the grant of a completing knock is committed to nftables before that packet's drop verdict.
 
 mod limit;
+pub mod state;
 mod wake;
 mod worker;
 
+pub use state::State;
 pub use wake::install as install_wake_handler;
 pub use worker::{Worker, WorkerHandle};
 

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
+use prometheus::IntCounter;
+
 use super::limit::{Gate, RateLimit};
-use crate::config::{Action, Door};
-use crate::daemon::state::{State, gauge_delta};
-use crate::engine::{DoorEvent, Eviction, Grant, KnockResult, Verdict};
-use crate::metrics::DoorMetrics;
-use crate::nft::{Nft, NftError};
+use super::state::{Shard, State, gauge_delta};
+use crate::config::Action;
+use crate::engine::{DoorEvent, Eviction, Grant, GrantSpec, Knock, KnockResult, Verdict};
+use crate::nft::Nft;
 use crate::packet;
 
 /// At most one warning per this interval for receive and verdict errors...
@@ -32,6 +33,8 @@ pub struct Worker {
     stop: Arc<AtomicBool>,
     error_warnings: RateLimit,
     eviction_warnings: RateLimit,
+    /// Grants of the packet being decided, each with its door's grant counter; reused.
+    pending: Vec<(Grant, IntCounter)>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -65,6 +68,7 @@ impl Worker {
             stop,
             error_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
             eviction_warnings: RateLimit::new(EVICTION_WARNING_INTERVAL),
+            pending: Vec::new(),
         }
     }
 
@@ -182,29 +186,34 @@ impl Worker {
                 return Verdict::Accept;
             }
         };
-        // Borrow the fields apart: the shard lock is held while grants are committed.
-        let Worker {
-            state, nft, num, ..
-        } = self;
-        let mut guard = state.shard(knock.source);
-        let shard = &mut *guard;
-        let before = shard.engine.tracked_sources();
-        let outcome = shard.engine.on_packet(now, &knock);
-        for event in outcome.events {
-            shard.door_metrics[event.door].knock(event.result);
-            log_knock(*event, &shard.doors[event.door], knock.source);
+        let verdict = self.step(now, &knock);
+        if !self.pending.is_empty() {
+            self.commit_pending();
         }
-        debug!(source = %knock.source, port = knock.port, proto = %knock.proto, verdict = ?outcome.verdict, "packet");
+        verdict
+    }
+
+    /// Steps the source's engine under its shard lock and takes the grants out, so the netlink
+    /// commit that follows does not hold up other sources of the shard.
+    fn step(&mut self, now: Instant, knock: &Knock) -> Verdict {
+        let mut guard = self.state.shard(knock.source);
+        let Shard {
+            engine,
+            door_metrics,
+        } = &mut *guard;
+        let before = engine.tracked_sources();
+        let outcome = engine.on_packet(now, knock);
         let (verdict, eviction) = (outcome.verdict, outcome.eviction);
-        if !outcome.grants.is_empty() {
-            let grants = Grants {
-                doors: &shard.doors,
-                door_metrics: &shard.door_metrics,
-                queue: *num,
-            };
-            grants.commit(nft, state, outcome.grants);
+        for event in outcome.events {
+            door_metrics[event.door].knock(event.result);
+            log_knock(*event, &outcome.doors[event.door], knock.source);
         }
-        let after = shard.engine.tracked_sources();
+        for grant in outcome.grants {
+            let grants = door_metrics[grant.door].grants.clone();
+            self.pending.push((grant.clone(), grants));
+        }
+        debug!(source = %knock.source, port = knock.port, proto = %knock.proto, ?verdict, "packet");
+        let after = engine.tracked_sources();
         drop(guard);
         if eviction == Eviction::Oldest {
             self.evicted(now);
@@ -217,83 +226,68 @@ impl Worker {
         }
         verdict
     }
-}
 
-/// What committing grants needs of the shard and the worker, borrowed while the shard is locked.
-struct Grants<'a> {
-    doors: &'a [Door],
-    door_metrics: &'a [DoorMetrics],
-    queue: u16,
-}
-
-impl Grants<'_> {
-    /// Commits grants before the verdict goes out, so the client's next SYN is admitted.
-    fn commit(&self, nft: &mut Nft, state: &State, grants: &[Grant]) {
+    /// Commits the pending grants in one batch before the verdict goes out, so the client's
+    /// next SYN is admitted.
+    fn commit_pending(&mut self) {
         let started = Instant::now();
-        let result = nft.apply_grants(grants.iter().map(|g| (g.source, &self.doors[g.door])));
+        let result = self
+            .nft
+            .apply_grants(self.pending.iter().map(|(grant, _)| grant));
         let committed = Instant::now();
-        state
-            .metrics
+        let metrics = &self.state.metrics;
+        metrics
             .nft_batch_seconds
             .observe(committed.duration_since(started).as_secs_f64());
-        for &Grant {
-            source,
-            door: door_id,
-            ..
-        } in grants
-        {
-            let door = &self.doors[door_id];
-            if !crate::nft::opens_anything(source, door) {
-                info!(door = %door.name, %source, "sequence complete, but the door has no target for this address family");
+        for (grant, grants) in self.pending.drain(..) {
+            let (spec, source) = (&*grant.spec, grant.source);
+            if spec.targets_for(source).is_empty() {
+                info!(door = %spec.door, %source, "sequence complete, but the door has no target for this address family");
                 continue;
             }
             match &result {
                 Ok(()) => {
-                    self.door_metrics[door_id].grants.inc();
-                    state.metrics.active_grants.record(committed, door, source);
-                    log_grant(door, source, committed.duration_since(started));
+                    grants.inc();
+                    metrics.active_grants.record(committed, spec, source);
+                    log_grant(spec, source, committed.duration_since(started));
                 }
-                Err(err) => self.grant_failed(door, source, err),
+                Err(err) => error!(
+                    queue = self.num, door = %spec.door, %source, action = spec.action.name(),
+                    error = %err, cause = ?std::error::Error::source(err),
+                    "grant failed; the client's access is unchanged"
+                ),
             }
         }
         if result.is_err() {
-            state.metrics.nft_errors.inc();
+            metrics.nft_errors.inc();
         }
-    }
-
-    fn grant_failed(&self, door: &Door, source: IpAddr, err: &NftError) {
-        error!(
-            queue = self.queue, door = %door.name, %source, action = door.action.name(),
-            error = %err, cause = ?std::error::Error::source(err),
-            "grant failed; the client's access is unchanged"
-        );
     }
 }
 
 /// A completed sequence at info; the steps before it are per-packet noise, at debug.
-fn log_knock(event: DoorEvent, door: &Door, source: IpAddr) {
+fn log_knock(event: DoorEvent, door: &GrantSpec, source: IpAddr) {
     match event.result {
         KnockResult::Complete => info!(
-            door = %door.name, %source, knocks = door.sequence.len(), action = door.action.name(),
+            door = %door.door, %source, knocks = door.knocks, action = door.action.name(),
             "knock sequence complete"
         ),
         // The sweep reports other sources' attempts expiring during this packet.
-        KnockResult::Expired => debug!(door = %door.name, "knock attempt expired"),
-        result => debug!(door = %door.name, %source, result = result.name(), "knock"),
+        KnockResult::Expired => debug!(door = %door.door, "knock attempt expired"),
+        result => debug!(door = %door.door, %source, result = result.name(), "knock"),
     }
 }
 
-fn log_grant(door: &Door, source: IpAddr, commit_time: Duration) {
+fn log_grant(door: &GrantSpec, source: IpAddr, commit_time: Duration) {
     let targets: Vec<String> = door.targets.iter().map(ToString::to_string).collect();
     let targets = targets.join(",");
     match door.action {
         Action::Open => info!(
-            door = %door.name, %source, %targets,
+            door = %door.door, %source, %targets,
             open_for = %humantime::format_duration(door.open_for), ?commit_time,
             "grant committed"
         ),
         Action::Close => info!(
-            door = %door.name, %source, %targets, ?commit_time,
+            door = %door.door, %source, %targets, ?commit_time,
             "grant revoked"
         ),
     }

@@ -1,22 +1,20 @@
-//! State shared by the queue workers: the engine, sharded by source address.
+//! The packet path's shared state: the engine, sharded by source address, and the metrics.
 //!
 //! With several queues (or `fanout`), packets of one source can reach different workers, so a
-//! source must always map to the same engine. Each shard holds its engine together with the doors
-//! and counters its door ids index, so a reload swaps all three at once.
+//! source must always map to the same engine. Each shard holds its engine together with the
+//! counters its door ids index, so a reload swaps both at once.
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::config::{Config, Door};
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::{DoorMetrics, Metrics};
 
 #[derive(Debug)]
 pub struct Shard {
     pub engine: Engine,
-    /// The engine's doors (grants need them while the engine is borrowed).
-    pub doors: Vec<Door>,
     pub door_metrics: Vec<DoorMetrics>,
 }
 
@@ -35,7 +33,6 @@ impl State {
             .map(|_| {
                 Mutex::new(Shard {
                     engine: Engine::new(config.doors.clone(), per_shard),
-                    doors: config.doors.clone(),
                     door_metrics: config.doors.iter().map(|d| metrics.door(d)).collect(),
                 })
             })
@@ -67,7 +64,6 @@ impl State {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let before = shard.engine.tracked_sources();
             shard.engine.replace_doors(config.doors.clone(), per_shard);
-            shard.doors.clone_from(&config.doors);
             shard.door_metrics = config.doors.iter().map(|d| self.metrics.door(d)).collect();
             let after = shard.engine.tracked_sources();
             self.metrics.tracked_sources.add(gauge_delta(before, after));
