@@ -156,6 +156,10 @@ pub fn import_knockd(
     Ok(())
 }
 
+/// The advice for a config every local user can read.
+pub const WORLD_READABLE: &str = "the config is readable by every local user, who can learn the \
+    knock sequences; make it root:knock-nfq 0640 (see deploy/knock-nfq.service)";
+
 /// What `check` found about the nftables side.
 #[derive(Debug)]
 pub enum TableCheck {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use knock_nfq::cli::{self, Cli, Command};
-use knock_nfq::config::{Config, LogFormat};
+use knock_nfq::config::{Config, Exposure, LogFormat, check_trusted_file};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -31,13 +31,22 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &cli::ConfigArg) -> anyhow::Result<()> {
+    let exposure = check_trusted_file(&args.config)?;
     let config = Config::load(&args.config)?;
     init_tracing(config.daemon.log_format);
+    if let Exposure::WorldReadable { mode } = exposure {
+        tracing::warn!(config = %args.config.display(), mode = %format!("{mode:04o}"), "{}", cli::WORLD_READABLE);
+    }
     knock_nfq::daemon::run(config).context("the daemon stopped on an error")
 }
 
 fn check(args: &cli::ConfigArg) -> anyhow::Result<()> {
+    let exposure = check_trusted_file(&args.config)?;
     let config = Config::load(&args.config)?;
+    if let Exposure::WorldReadable { mode } = exposure {
+        let path = args.config.display();
+        println!("warning: {path} (mode {mode:04o}): {}", cli::WORLD_READABLE);
+    }
     cli::check(&config, &mut std::io::stdout())?;
     Ok(())
 }

@@ -71,7 +71,15 @@ fn the_unit_has_the_settings_the_deployment_relies_on() {
             "/usr/local/bin/knock-nfq run --config /etc/knock-nfq/knock-nfq.toml",
         ),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
-        ("Restart", "on-failure"),
+        // Fail closed and restart forever.
+        ("Restart", "always"),
+        ("RestartSec", "2"),
+        ("StartLimitIntervalSec", "0"),
+        ("MemoryMax", "128M"),
+        ("TasksMax", "32"),
+        // A static user, so the config can be 0640 root:knock-nfq.
+        ("User", "knock-nfq"),
+        ("Group", "knock-nfq"),
         ("WatchdogSec", "30s"),
         ("DynamicUser", "yes"),
         ("AmbientCapabilities", "CAP_NET_ADMIN"),

@@ -49,6 +49,14 @@ pub enum ConfigError {
         found: String,
     },
 
+    /// A trusted file that someone other than its owner may change.
+    #[error(
+        "{}: writable by group or others (mode {mode:04o}): a local user could change what the \
+         daemon grants; fix with `chmod go-w {}`",
+        path.display(), path.display()
+    )]
+    Writable { path: PathBuf, mode: u32 },
+
     /// figment could not merge its sources; not expected, as both providers are infallible.
     #[error("{}: {error}", path.display())]
     Merge {

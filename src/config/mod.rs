@@ -6,9 +6,11 @@
 //! - `build`: every check, from the value tree to [`Config`].
 //! - `parse`: the small string syntaxes (knocks, targets, TCP flags, names).
 //! - `error`: [`ConfigError`], whose `Display` is the full message for the user.
+//! - `mode`: the permission check of files the daemon trusts.
 
 mod build;
 mod error;
+mod mode;
 pub mod model;
 pub(crate) mod parse;
 mod source;
@@ -25,6 +27,7 @@ use figment::Figment;
 use figment::providers::Env;
 
 pub use error::{ConfigError, Origin};
+pub use mode::{Exposure, check_trusted_file};
 pub use model::*;
 
 /// Where the daemon looks without `--config`.

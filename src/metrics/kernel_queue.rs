@@ -3,9 +3,9 @@
 //!
 //! One row per bound queue: `queue_number peer_portid queue_total copy_mode copy_range
 //! queue_dropped user_dropped id_sequence 1`. `queue_dropped` counts packets dropped because the
-//! queue was full, `user_dropped` packets the daemon's socket could not take. With fail-open
-//! (which the daemon sets) the kernel accepts such packets instead and counts neither; then a
-//! queue length near its limit and `knock_nfq_queue_enobufs_total` are the signs of overload.
+//! queue was full, `user_dropped` packets the daemon's socket could not take. The daemon's queues
+//! fail closed, so both are packets dropped unjudged: the signs of overload, with
+//! `knock_nfq_queue_enobufs_total`.
 
 use std::fs;
 use std::path::PathBuf;
@@ -72,9 +72,8 @@ impl KernelQueues {
             drops: desc(
                 "knock_nfq_queue_kernel_drops_total",
                 "Packets the kernel dropped instead of queueing them to the daemon: queue_full \
-                 (queue at its maximum length) or socket_full (the daemon's socket buffer). With \
-                 the daemon's fail-open setting the kernel accepts those packets instead and \
-                 counts nothing here.",
+                 (queue at its maximum length) or socket_full (the daemon's socket buffer). The \
+                 queues fail closed: these packets were dropped unjudged.",
                 &["queue", "reason"],
             ),
             length: desc(

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use nftnl::{Batch, MsgType};
 
-use crate::config::{Action, Config, Door, ScanPolicy, Target};
+use crate::config::{Action, Config, Door, Proto, ScanPolicy, Target};
 use crate::engine::{Grant, GrantSpec};
 use sets::SetSpec;
 use socket::{Reply, Socket};
@@ -237,7 +237,8 @@ impl Nft {
     }
 
     /// Replaces the contents of the interface, knock-port and protected sets from `config` in
-    /// one atomic batch. Grant sets are never touched.
+    /// one atomic batch, which also marks the table `ready` (until then the ruleset drops every
+    /// new connection). Grant sets are never touched.
     pub fn fill_static_sets(&mut self, config: &Config) -> Result<(), NftError> {
         let mut batch = ElemBatch::default();
         for spec in [
@@ -247,11 +248,16 @@ impl Nft {
             sets::PROTECTED,
             sets::PROTECTED_FWD4,
             sets::PROTECTED_FWD6,
+            sets::READY,
         ] {
             batch.message(&self.table_c, spec, ElemOp::Flush);
         }
         self.add_interfaces(&mut batch, &config.daemon.interfaces);
         self.add_ports(&mut batch, &config.doors);
+        let ready = batch.message(&self.table_c, sets::READY, ElemOp::Add);
+        for proto in [Proto::Tcp, Proto::Udp] {
+            ready.push(&[proto.number()], 0, None);
+        }
         self.commit(&batch)
     }
 
@@ -286,7 +292,7 @@ impl Nft {
             .iter()
             .any(|d| d.scan_policy == ScanPolicy::ResetOnOtherPorts)
         {
-            for proto in [crate::config::Proto::Tcp, crate::config::Proto::Udp] {
+            for proto in [Proto::Tcp, Proto::Udp] {
                 batch
                     .message(&self.table_c, sets::WATCH_PROTOS, ElemOp::Add)
                     .push(&[proto.number()], 0, None);

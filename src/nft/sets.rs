@@ -149,8 +149,12 @@ pub const ALLOW_FWD6: SetSpec = spec(
 pub const BLOCKED4: SetSpec = spec("blocked4", &[IPV4_ADDR], flag::TIMEOUT);
 pub const BLOCKED6: SetSpec = spec("blocked6", &[IPV6_ADDR], flag::TIMEOUT);
 
+/// `tcp` and `udp` once the daemon has filled the other sets; while empty the ruleset drops
+/// every new TCP/UDP connection (fail closed).
+pub const READY: SetSpec = spec("ready", &[INET_PROTO], 0);
+
 /// Every set the daemon needs, in the order `check` reports them.
-pub const ALL: [SetSpec; 12] = [
+pub const ALL: [SetSpec; 13] = [
     GUARDED_IFACES,
     KNOCK_PORTS,
     WATCH_PROTOS,
@@ -163,6 +167,7 @@ pub const ALL: [SetSpec; 12] = [
     ALLOW_FWD6,
     BLOCKED4,
     BLOCKED6,
+    READY,
 ];
 
 #[cfg(test)]
@@ -209,6 +214,7 @@ mod tests {
                 ("allow_fwd6", 40),
                 ("blocked4", 4),
                 ("blocked6", 16),
+                ("ready", 1),
             ]
         );
     }

@@ -16,7 +16,7 @@ use std::io;
 
 /// Bytes of each packet copied to userspace: IP and transport headers are enough.
 pub const COPY_RANGE: u16 = 128;
-/// Packets the kernel holds for a queue before it fails open (accepts) new ones.
+/// Packets the kernel holds for a queue; beyond it new ones are dropped (fail closed).
 pub const QUEUE_MAX_LEN: u32 = 4096;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +53,9 @@ pub fn open(num: u16) -> Result<nfq::Queue, QueueError> {
     };
     configure("copy range", queue.set_copy_range(num, COPY_RANGE))?;
     configure("queue length", queue.set_queue_max_len(num, QUEUE_MAX_LEN))?;
-    // Under overload accept rather than drop: protected services are dropped in the kernel
-    // before the queue, so failing open only lets knocks go unseen.
-    configure("fail-open", queue.set_fail_open(num, true))?;
+    // Under overload drop, never accept: a queued packet may be one the ruleset guards (a
+    // strict door queues every new connection), and none may pass unjudged.
+    configure("fail-closed", queue.set_fail_open(num, false))?;
     configure("ENOBUFS reporting", queue.set_recv_enobufs(true))?;
     Ok(queue)
 }

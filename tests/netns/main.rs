@@ -361,7 +361,7 @@ fn sigterm_stops_promptly_with_status_0() {
         .wait_exit(Duration::from_secs(1))
         .expect("exited within a second");
     assert!(status.success(), "{status}; log:\n{}", daemon.log());
-    // With no daemon, the queue's bypass hands knocks on: no packet is held in the queue.
+    // With no daemon bound the kernel drops what it would queue: no packet is held.
     let stats = t.gw.exec("cat", &["/proc/net/netfilter/nfnetlink_queue"]);
     assert_eq!(
         String::from_utf8_lossy(&stats.stdout).trim(),
@@ -451,6 +451,53 @@ fn the_demo_runs_every_step_and_cleans_up() {
     assert!(!left.lines().any(|l| l.starts_with("kdemo-")), "{left}");
 }
 
+/// An unprotected service on the gateway, which only the fail-closed gate can close.
+const GW_OPEN4: &str = "192.0.2.1:2222";
+
+#[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
+fn until_the_daemon_fills_the_sets_every_new_connection_is_dropped() {
+    require_netns!();
+    let t = Topology::new();
+    serve(&t.gw, 2222, "open");
+    // A fresh table, no daemon yet: empty sets must not mean "guard nothing".
+    assert_closed(&t, CLIENT4, &[GW_SSH4, GW_OPEN4, FORWARD4, LAN_WEB4]);
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+    assert_closed(&t, CLIENT4, &[GW_SSH4]);
+
+    let mut daemon = Daemon::start(&t.gw, &config("5s", "30s"));
+    assert_open(&t, OTHER4, GW_OPEN4, "open");
+    assert_closed(&t, OTHER4, &[GW_SSH4, FORWARD4]);
+
+    // The table loaded anew while the daemon is dead (a `flush ruleset` reload): closed again,
+    // until the restarted daemon refills it.
+    daemon.kill9();
+    t.gw.exec("nft", &["delete table inet knock_nfq"]);
+    netns::run_ok(std::process::Command::new(ruleset_script()).arg(&t.gw.name));
+    assert_closed(&t, OTHER4, &[GW_OPEN4, GW_SSH4]);
+    daemon.restart(&t.gw);
+    assert_open(&t, OTHER4, GW_OPEN4, "open");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
+fn killed_again_and_again_a_stranger_never_gets_in_and_each_restart_knocks_again() {
+    require_netns!();
+    // Grants that run out within a round, so each round's knock is what opens.
+    let (t, mut daemon) = start_with(&config("5s", "2s"));
+    for _ in 0..3 {
+        daemon.kill9();
+        knock_from(&t, OTHER4, GW4, &["7000", "8000", "9000:udp"]);
+        assert_closed(&t, OTHER4, &[GW_SSH4, FORWARD4]);
+        daemon.restart(&t.gw);
+        assert_closed(&t, OTHER4, &[GW_SSH4, FORWARD4]);
+        assert_closed(&t, CLIENT4, &[GW_SSH4]);
+        t.knock(GW4, &["7000", "8000", "9000:udp"]);
+        assert_open(&t, CLIENT4, GW_SSH4, "gw");
+        sleep(Duration::from_millis(2100));
+    }
+}
+
 #[test]
 #[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn empty_interfaces_guard_every_interface_and_wildcards_pick_by_prefix() {
@@ -489,7 +536,8 @@ fn the_shipped_ruleset_passes_nft_check_up_to_the_kernel_queue_support() {
         stderr.contains("Could not process rule: No such file or directory"),
         "{stderr}"
     );
-    assert!(stderr.contains("queue num 0 bypass\n"), "{stderr}");
+    // Fail closed: no `bypass` on the queue.
+    assert!(stderr.contains("queue num 0\n"), "{stderr}");
 }
 
 #[test]

@@ -218,7 +218,7 @@ impl Session {
 }
 
 /// A dual-stack TCP service that greets each client with `name`, then echoes lines.
-fn serve(ns: &Netns, port: u16, name: &'static str) {
+pub fn serve(ns: &Netns, port: u16, name: &'static str) {
     let listener = ns.run(move || {
         let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).expect("socket");
         socket.set_only_v6(false).expect("dual stack");
