@@ -181,7 +181,7 @@ pub fn check(config: &Config, out: &mut impl Write) -> Result<TableCheck, NftErr
         let _ = writeln!(out, "  {}", door.summary());
     }
     let table = &config.daemon.table;
-    let verdict = match Nft::open(table).and_then(|mut nft| nft.verify()) {
+    let verdict = match Nft::open(table).and_then(|mut nft| nft.verify(config.daemon.max_grants)) {
         Ok(()) => TableCheck::Verified,
         Err(NftError::MissingTable { .. }) => {
             TableCheck::NotChecked(format!("table inet {table} is not loaded here"))

@@ -23,6 +23,7 @@ pub const DAEMON_KEYS: &[&str] = &[
     "table",
     "metrics",
     "max_sources",
+    "max_grants",
     "log_format",
 ];
 pub const DOOR_KEYS: &[&str] = &[
@@ -34,12 +35,22 @@ pub const DOOR_KEYS: &[&str] = &[
     "open",
     "open_for",
     "action",
+    "max_grants_per_second",
 ];
 
 const DEFAULT_QUEUE: u16 = 0;
 const DEFAULT_TABLE: &str = "knock_nfq";
 const DEFAULT_METRICS: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9469));
 const DEFAULT_MAX_SOURCES: usize = 100_000;
+/// About 81 bytes each: a million tracked sources is some 80 MiB, within the unit's MemoryMax.
+const MAX_MAX_SOURCES: usize = 1_000_000;
+/// The `size` of each grant set in the shipped ruleset.
+const DEFAULT_MAX_GRANTS: u32 = 65_536;
+const MAX_MAX_GRANTS: u32 = 1 << 24;
+/// Enough for a team knocking at once; a sniffed sequence replayed from many forged sources
+/// gets no further.
+const DEFAULT_MAX_GRANTS_PER_SECOND: u32 = 10;
+const MAX_MAX_GRANTS_PER_SECOND: u32 = 100_000;
 /// knockd's default.
 const DEFAULT_SEQ_TIMEOUT: Duration = Duration::from_secs(25);
 const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
@@ -59,7 +70,9 @@ const EXPECT_TABLE: &str =
     "an nftables table name: 1-255 letters, digits or _-./, starting with a letter or _";
 const EXPECT_METRICS: &str =
     "a listen address such as \"127.0.0.1:9469\" or \"[::1]:9469\", or \"\" to disable metrics";
-const EXPECT_MAX_SOURCES: &str = "a number of sources, 1 or more";
+const EXPECT_MAX_SOURCES: &str = "a number of sources from 1 to 1000000";
+const EXPECT_MAX_GRANTS: &str = "the `size` of the ruleset's grant sets (allow4, allow6, allow_fwd4, allow_fwd6), 1 to 16777216";
+const EXPECT_MAX_GRANTS_PER_SECOND: &str = "a number of grants per second from 1 to 100000";
 const EXPECT_LOG_FORMAT: &str = "\"text\" or \"json\"";
 const EXPECT_DOORS: &str = "one or more [[door]] tables";
 const EXPECT_DOOR: &str = "a [[door]] table";
@@ -99,6 +112,7 @@ fn default_daemon() -> Daemon {
         table: DEFAULT_TABLE.to_owned(),
         metrics: Some(DEFAULT_METRICS),
         max_sources: DEFAULT_MAX_SOURCES,
+        max_grants: DEFAULT_MAX_GRANTS,
         log_format: LogFormat::Text,
     }
 }
@@ -121,6 +135,10 @@ fn daemon(node: &Node) -> Result<Daemon> {
         table: optional(&t, "table", table)?.unwrap_or(default.table),
         metrics: optional(&t, "metrics", metrics)?.unwrap_or(default.metrics),
         max_sources: optional(&t, "max_sources", max_sources)?.unwrap_or(default.max_sources),
+        max_grants: optional(&t, "max_grants", |n| {
+            in_range(n, EXPECT_MAX_GRANTS, MAX_MAX_GRANTS)
+        })?
+        .unwrap_or(default.max_grants),
         log_format: optional(&t, "log_format", log_format)?.unwrap_or(default.log_format),
     })
 }
@@ -170,10 +188,19 @@ fn metrics(node: &Node) -> Result<Option<SocketAddr>> {
 
 fn max_sources(node: &Node) -> Result<usize> {
     let max = node.int::<usize>(EXPECT_MAX_SOURCES)?;
-    if max == 0 {
+    if !(1..=MAX_MAX_SOURCES).contains(&max) {
         return Err(node.invalid(EXPECT_MAX_SOURCES));
     }
     Ok(max)
+}
+
+/// An integer from 1 to `max`.
+fn in_range(node: &Node, expected: &str, max: u32) -> Result<u32> {
+    let value = node.int::<u32>(expected)?;
+    if !(1..=max).contains(&value) {
+        return Err(node.invalid(expected));
+    }
+    Ok(value)
 }
 
 fn log_format(node: &Node) -> Result<LogFormat> {
@@ -234,6 +261,10 @@ fn door<'a>(node: &Node<'a>) -> Result<ParsedDoor<'a>> {
         targets: targets(&t.require("open", EXPECT_OPEN)?)?,
         open_for: optional(&t, "open_for", open_for)?.unwrap_or(DEFAULT_OPEN_FOR),
         action: optional(&t, "action", action)?.unwrap_or(Action::Open),
+        max_grants_per_second: optional(&t, "max_grants_per_second", |n| {
+            in_range(n, EXPECT_MAX_GRANTS_PER_SECOND, MAX_MAX_GRANTS_PER_SECOND)
+        })?
+        .unwrap_or(DEFAULT_MAX_GRANTS_PER_SECOND),
         sequence,
     };
     Ok(ParsedDoor {

@@ -28,6 +28,8 @@ pub struct Daemon {
     pub metrics: Option<SocketAddr>,
     /// Bound on tracked sources; the oldest attempt is evicted beyond it.
     pub max_sources: usize,
+    /// The `size` each grant set must have in the kernel (checked at start and by `check`).
+    pub max_grants: u32,
     pub log_format: LogFormat,
 }
 
@@ -220,6 +222,9 @@ pub struct Door {
     /// Grant lifetime: the kernel set element's timeout.
     pub open_for: Duration,
     pub action: Action,
+    /// Grants the door makes per second (burst: as many at once); completions beyond it are
+    /// refused and counted.
+    pub max_grants_per_second: u32,
 }
 
 /// The most ports a sequence may have.

@@ -68,7 +68,7 @@ impl Daemon {
     /// filled before any queue is bound, so the kernel guards the services before knocks count.
     fn start(config: Config) -> Result<Daemon, DaemonError> {
         let mut nft = Nft::open(&config.daemon.table)?;
-        nft.verify()?;
+        nft.verify(config.daemon.max_grants)?;
         nft.fill_static_sets(&config)?;
         let table_handle = Some(nft.table_handle()?);
         let metrics = Metrics::new(&config);

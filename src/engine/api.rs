@@ -72,6 +72,13 @@ impl Grant {
     }
 }
 
+/// A completed door whose grant was not made: its `max_grants_per_second` was spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub door: DoorId,
+    pub source: IpAddr,
+}
+
 /// Whether this packet's new attempt pushed the oldest one out of the full table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Eviction {
@@ -85,6 +92,8 @@ pub struct Outcome<'a> {
     pub verdict: Verdict,
     pub events: &'a [DoorEvent],
     pub grants: &'a [Grant],
+    /// Completions beyond their door's grant rate (each also has its `Complete` event).
+    pub refused: &'a [Refusal],
     pub eviction: Eviction,
     /// Every door's grant spec, by [`DoorId`]: what an event's door is called and does.
     pub doors: &'a [Arc<GrantSpec>],
@@ -95,6 +104,7 @@ pub struct Outcome<'a> {
 pub(super) struct Output {
     events: Vec<DoorEvent>,
     grants: Vec<Grant>,
+    refused: Vec<Refusal>,
 }
 
 impl Output {
@@ -108,6 +118,7 @@ impl Output {
             verdict,
             events: &self.events,
             grants: &self.grants,
+            refused: &self.refused,
             eviction,
             doors,
         }
@@ -116,6 +127,7 @@ impl Output {
     pub fn clear(&mut self) {
         self.events.clear();
         self.grants.clear();
+        self.refused.clear();
     }
 
     pub fn event(&mut self, door: u16, result: KnockResult) {
@@ -134,11 +146,20 @@ impl Output {
         });
     }
 
+    pub fn refuse(&mut self, door: u16, source: IpAddr) {
+        self.event(door, KnockResult::Complete);
+        self.refused.push(Refusal {
+            door: usize::from(door),
+            source,
+        });
+    }
+
     /// Enough room for any packet: its own doors twice (reset, then restart) and the sweep's.
     pub fn reserve_for(&mut self, max_doors_per_attempt: usize) {
         self.clear();
         self.events
             .reserve(max_doors_per_attempt * (2 + SWEEP_BUDGET));
         self.grants.reserve(max_doors_per_attempt);
+        self.refused.reserve(max_doors_per_attempt);
     }
 }

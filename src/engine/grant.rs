@@ -81,6 +81,7 @@ mod tests {
             targets: vec![local, lan("198.51.100.10"), lan("2001:db8:2::10")],
             open_for: Duration::from_secs(30),
             action: Action::Open,
+            max_grants_per_second: 10,
         };
         let spec = GrantSpec::of(&door);
         let v4: IpAddr = "192.0.2.2".parse().unwrap();

@@ -9,6 +9,8 @@
 //!   matching) starts an attempt tracking all of them. `seq_timeout` runs from this first knock.
 //! - **Advance / Complete**: a door's next expected port advances it; its last port completes it
 //!   (a [`Grant`] with the door's action) and the door stops being tracked. Other doors go on.
+//!   Beyond the door's `max_grants_per_second` (a token bucket, one second's worth of burst) the
+//!   completion is a [`Refusal`] instead of a grant.
 //! - **Flags**: a TCP packet failing a door's `tcp_flags` is ignored by that door. UDP ignores them.
 //! - **Reset**: any other knock-port hit kills each door for which it is not the expected port.
 //!   *Unlike knockd*, if that leaves the source with no live attempt and the packet is a first
@@ -33,6 +35,7 @@ mod api;
 mod grant;
 mod index;
 mod plan;
+mod rate;
 mod reload;
 mod step;
 mod table;
@@ -48,10 +51,11 @@ use std::time::{Duration, Instant};
 
 use crate::config::model::{Door, KnockPort};
 use api::Output;
-pub use api::{DoorEvent, DoorId, Eviction, Grant, Knock, KnockResult, Outcome, Verdict};
+pub use api::{DoorEvent, DoorId, Eviction, Grant, Knock, KnockResult, Outcome, Refusal, Verdict};
 pub use grant::GrantSpec;
 use index::SourceHash;
 use plan::{DoorPlan, OtherPorts, PortKind};
+use rate::GrantBucket;
 use step::{Packet, Repeat, Step};
 use table::{LastKnock, SourceKey, SourceTable, Tracked, source_key};
 
@@ -86,6 +90,28 @@ impl Clock {
     }
 }
 
+/// A completed door: its grant, unless the door's grant rate is spent. Free-standing so it can
+/// run while the plan's starter list is borrowed.
+fn complete(
+    (plan, buckets, output): (&DoorPlan, &mut [GrantBucket], &mut Output),
+    door: u16,
+    source: IpAddr,
+    now_ms: u64,
+) {
+    if buckets[usize::from(door)].take(now_ms) {
+        output.complete(door, source, plan.grant(door));
+    } else {
+        output.refuse(door, source);
+    }
+}
+
+fn buckets(plan: &DoorPlan) -> Vec<GrantBucket> {
+    plan.doors()
+        .iter()
+        .map(|door| GrantBucket::new(door.max_grants_per_second))
+        .collect()
+}
+
 /// The knock state of every source; see the module docs for the rules.
 pub struct Engine {
     plan: DoorPlan,
@@ -94,6 +120,10 @@ pub struct Engine {
     output: Output,
     /// Doors of the attempt being processed.
     scratch: Vec<Tracked>,
+    /// Each door's `max_grants_per_second`.
+    buckets: Vec<GrantBucket>,
+    /// The time of the packet being processed.
+    now_ms: u64,
 }
 
 impl fmt::Debug for Engine {
@@ -119,7 +149,10 @@ impl Engine {
             clock: Clock::default(),
             output: Output::default(),
             scratch: Vec::new(),
+            buckets: Vec::new(),
+            now_ms: 0,
         };
+        engine.buckets = buckets(&engine.plan);
         engine.reserve_buffers();
         engine
     }
@@ -138,6 +171,7 @@ impl Engine {
     pub fn on_packet(&mut self, now: Instant, knock: &Knock) -> Outcome<'_> {
         self.output.clear();
         let now_ms = self.clock.millis(now);
+        self.now_ms = now_ms;
         self.sweep_expired(now_ms);
         let port = KnockPort {
             port: knock.port,
@@ -215,13 +249,23 @@ impl Engine {
     fn report(&mut self, door: u16, step: Step, source: IpAddr) {
         let result = match step {
             Step::Ignore => return,
-            Step::Complete => return self.output.complete(door, source, self.plan.grant(door)),
+            Step::Complete => return self.complete(door, source),
             Step::Advance(_) => KnockResult::Advance,
             Step::Duplicate => KnockResult::Duplicate,
             Step::Reset => KnockResult::Reset,
             Step::Expired => KnockResult::Expired,
         };
         self.output.event(door, result);
+    }
+
+    /// A completed door: its grant, unless the door's grant rate is spent.
+    fn complete(&mut self, door: u16, source: IpAddr) {
+        complete(
+            (&self.plan, &mut self.buckets, &mut self.output),
+            door,
+            source,
+            self.now_ms,
+        );
     }
 
     fn start_attempt(
@@ -237,7 +281,12 @@ impl Engine {
                 continue;
             }
             if rules.sequence.len() == 1 {
-                self.output.complete(door, source, self.plan.grant(door));
+                complete(
+                    (&self.plan, &mut self.buckets, &mut self.output),
+                    door,
+                    source,
+                    packet.now_ms,
+                );
             } else {
                 self.scratch.push(Tracked { door, stage: 1 });
                 self.output.event(door, KnockResult::Advance);
@@ -299,6 +348,8 @@ impl Engine {
             }
         }
         self.plan = plan;
+        // A reload starts each door with a full bucket.
+        self.buckets = buckets(&self.plan);
         self.table = table;
         self.reserve_buffers();
     }

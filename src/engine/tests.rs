@@ -34,6 +34,7 @@ pub(super) fn door_with(name: &str, sequence: Vec<KnockPort>) -> Door {
         }],
         open_for: Duration::from_secs(30),
         action: Action::Open,
+        max_grants_per_second: 1000,
     }
 }
 
@@ -601,4 +602,27 @@ fn doors_returns_the_configured_doors() {
     let doors = vec![door("ssh", &[7000, 8000, 9000])];
     let engine = Engine::new(doors.clone(), 10);
     assert_eq!(engine.doors(), doors.as_slice());
+}
+
+#[test]
+fn completions_beyond_the_grant_rate_are_refused_but_still_complete() {
+    let mut limited = door("ssh", &[7000]);
+    limited.max_grants_per_second = 2;
+    let mut engine = Engine::new(vec![limited], 16);
+    let start = Instant::now();
+    let mut complete = |ms: u64, source: &str| {
+        let outcome = engine.on_packet(start + Duration::from_millis(ms), &syn(source, 7000));
+        let events: Vec<_> = outcome.events.iter().map(|e| e.result).collect();
+        assert_eq!(events, [Complete], "{source} completes either way");
+        (outcome.grants.len(), outcome.refused.to_vec())
+    };
+    assert_eq!(complete(0, A), (1, vec![]));
+    assert_eq!(complete(0, B), (1, vec![]));
+    let source = C.parse().unwrap();
+    assert_eq!(
+        complete(0, C),
+        (0, vec![super::Refusal { door: 0, source }])
+    );
+    // Half a second refills one grant at 2 per second.
+    assert_eq!(complete(500, C), (1, vec![]));
 }

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub verdict_drop: IntCounter,
     knocks: IntCounterVec,
     grants: IntCounterVec,
+    refused: IntCounterVec,
     duplicates: IntCounterVec,
     /// One counter per `PacketError::ALL`, in that order.
     packet_errors: [IntCounter; 4],
@@ -53,6 +54,18 @@ pub struct DoorMetrics {
     expired: IntCounter,
     duplicate: IntCounter,
     pub grants: IntCounter,
+    pub refused: Refused,
+}
+
+/// `knock_nfq_grants_refused_total{door,reason}` of one door.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// The door's `max_grants_per_second` was spent.
+    pub rate_limited: IntCounter,
+    /// The kernel's grant set is at its `size`.
+    pub set_full: IntCounter,
+    /// nftables refused the batch for another reason.
+    pub nft_error: IntCounter,
 }
 
 impl DoorMetrics {
@@ -163,6 +176,13 @@ impl Metrics {
                 "Grants committed to nftables.",
                 &["door", "action"],
             ),
+            refused: counter_vec(
+                &registry,
+                "knock_nfq_grants_refused_total",
+                "Completed sequences whose grant was not made: rate_limited (the door's \
+                 max_grants_per_second), set_full (the grant set is at its size), nft_error.",
+                &["door", "reason"],
+            ),
             duplicates: counter_vec(
                 &registry,
                 "knock_nfq_duplicate_knocks_total",
@@ -209,6 +229,10 @@ impl Metrics {
     /// Resolves one door's counters (creating the series at zero, so dashboards see them).
     pub fn door(&self, door: &Door) -> DoorMetrics {
         let knocks = |result: &str| self.knocks.with_label_values(&[door.name.as_str(), result]);
+        let refused = |reason: &str| {
+            self.refused
+                .with_label_values(&[door.name.as_str(), reason])
+        };
         DoorMetrics {
             advance: knocks("advance"),
             complete: knocks("complete"),
@@ -218,6 +242,11 @@ impl Metrics {
             grants: self
                 .grants
                 .with_label_values(&[door.name.as_str(), door.action.name()]),
+            refused: Refused {
+                rate_limited: refused("rate_limited"),
+                set_full: refused("set_full"),
+                nft_error: refused("nft_error"),
+            },
         }
     }
 

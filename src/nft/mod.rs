@@ -61,6 +61,13 @@ pub enum NftError {
     NoReply { table: String, what: String },
 }
 
+impl NftError {
+    /// The kernel refused an element because its set is at its `size` (ENFILE).
+    pub fn is_set_full(&self) -> bool {
+        matches!(self, NftError::Rejected { source, .. } if source.raw_os_error() == Some(libc::ENFILE))
+    }
+}
+
 /// What one message of a batch does, for error messages.
 #[derive(Debug, Clone, Copy)]
 struct Label {
@@ -123,17 +130,46 @@ impl Nft {
         &self.table
     }
 
-    /// Checks that the table has every set the daemon fills, with the right type and flags.
-    pub fn verify(&mut self) -> Result<(), NftError> {
+    /// Checks that the table has every set the daemon fills, with the right type and flags, and
+    /// that every set of per-source elements is bounded: the grant sets by `max_grants`.
+    pub fn verify(&mut self, max_grants: u32) -> Result<(), NftError> {
         for spec in sets::ALL {
-            self.verify_set(spec)?;
+            let info = self.query_set(spec)?;
+            self.compare(spec, info)?;
+            self.check_size(spec, info.size, max_grants)?;
         }
         Ok(())
     }
 
-    fn verify_set(&mut self, spec: SetSpec) -> Result<(), NftError> {
-        let info = self.query_set(spec)?;
-        self.compare(spec, info)
+    fn check_size(&self, spec: SetSpec, size: u32, max_grants: u32) -> Result<(), NftError> {
+        let wrong = |found: String| NftError::WrongSet {
+            table: self.table.clone(),
+            set: spec.name,
+            found,
+            spec,
+        };
+        let is_grant_set = [
+            sets::ALLOW4,
+            sets::ALLOW6,
+            sets::ALLOW_FWD4,
+            sets::ALLOW_FWD6,
+        ]
+        .iter()
+        .any(|s| s.name == spec.name);
+        let per_source = spec.flags & sets::flag::TIMEOUT != 0;
+        match (is_grant_set, per_source, size) {
+            (true, _, size) if size != max_grants => Err(wrong(format!(
+                "it has {}, and daemon.max_grants is {max_grants}: give the set `size \
+                 {max_grants}` or set daemon.max_grants to its size",
+                shown_size(size)
+            ))),
+            (false, true, 0) => Err(wrong(
+                "it has no `size`: a set of sources must be bounded (the shipped ruleset says \
+                 `size 65536`)"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The kernel's handle of the table: it changes when the table is created anew (a reload of
@@ -401,6 +437,13 @@ impl Nft {
             }
         }
         Ok(())
+    }
+}
+
+fn shown_size(size: u32) -> String {
+    match size {
+        0 => "no `size` (unbounded)".into(),
+        size => format!("`size {size}`"),
     }
 }
 

@@ -135,6 +135,8 @@ pub struct SetInfo {
     pub key_type: u32,
     pub key_len: u32,
     pub flags: u32,
+    /// The set's `size`; 0 when it has none (unbounded).
+    pub size: u32,
 }
 
 /// Writes a `GETSET` request for `table`/`set` into `buf` (cleared first).
@@ -229,6 +231,7 @@ pub fn parse_set_reply(message: &[u8]) -> Option<SetInfo> {
         key_type: get(sys::NFTNL_SET_KEY_TYPE),
         key_len: get(sys::NFTNL_SET_KEY_LEN),
         flags: get(sys::NFTNL_SET_FLAGS),
+        size: get(sys::NFTNL_SET_DESC_SIZE),
     })
 }
 

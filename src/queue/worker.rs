@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use prometheus::IntCounter;
-
 use super::limit::{Gate, RateLimit};
 use super::state::{Shard, State, gauge_delta};
 use crate::config::Action;
 use crate::engine::{DoorEvent, Eviction, Grant, GrantSpec, Knock, KnockResult, Verdict};
+use crate::metrics::DoorMetrics;
 use crate::nft::Nft;
 use crate::packet;
 
@@ -33,8 +32,10 @@ pub struct Worker {
     stop: Arc<AtomicBool>,
     error_warnings: RateLimit,
     eviction_warnings: RateLimit,
-    /// Grants of the packet being decided, each with its door's grant counter; reused.
-    pending: Vec<(Grant, IntCounter)>,
+    refusal_warnings: RateLimit,
+    grant_failure_warnings: RateLimit,
+    /// Grants of the packet being decided, each with its door's counters; reused.
+    pending: Vec<(Grant, DoorMetrics)>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -68,6 +69,8 @@ impl Worker {
             stop,
             error_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
             eviction_warnings: RateLimit::new(EVICTION_WARNING_INTERVAL),
+            refusal_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
+            grant_failure_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
             pending: Vec::new(),
         }
     }
@@ -209,8 +212,18 @@ impl Worker {
             log_knock(*event, &outcome.doors[event.door], knock.source);
         }
         for grant in outcome.grants {
-            let grants = door_metrics[grant.door].grants.clone();
-            self.pending.push((grant.clone(), grants));
+            let counters = door_metrics[grant.door].clone();
+            self.pending.push((grant.clone(), counters));
+        }
+        for refusal in outcome.refused {
+            door_metrics[refusal.door].refused.rate_limited.inc();
+            if let Gate::Report { events } = self.refusal_warnings.check(now) {
+                warn!(
+                    door = %outcome.doors[refusal.door].door, source = %refusal.source, refused = events,
+                    "grants refused: the door is over its max_grants_per_second (a sniffed \
+                     sequence replayed from many sources?)"
+                );
+            }
         }
         debug!(source = %knock.source, port = knock.port, proto = %knock.proto, ?verdict, "packet");
         let after = engine.tracked_sources();
@@ -239,23 +252,33 @@ impl Worker {
         metrics
             .nft_batch_seconds
             .observe(committed.duration_since(started).as_secs_f64());
-        for (grant, grants) in self.pending.drain(..) {
+        for (grant, counters) in self.pending.drain(..) {
             let (spec, source) = (&*grant.spec, grant.source);
             if spec.targets_for(source).is_empty() {
                 info!(door = %spec.door, %source, "sequence complete, but the door has no target for this address family");
                 continue;
             }
-            match &result {
+            let err = match &result {
                 Ok(()) => {
-                    grants.inc();
+                    counters.grants.inc();
                     metrics.active_grants.record(committed, spec, source);
                     log_grant(spec, source, committed.duration_since(started));
+                    continue;
                 }
-                Err(err) => error!(
+                Err(err) => err,
+            };
+            let refused = &counters.refused;
+            match err.is_set_full() {
+                true => refused.set_full.inc(),
+                false => refused.nft_error.inc(),
+            }
+            // A flood of completions must not become a flood of log lines.
+            if let Gate::Report { events } = self.grant_failure_warnings.check(committed) {
+                error!(
                     queue = self.num, door = %spec.door, %source, action = spec.action.name(),
-                    error = %err, cause = ?std::error::Error::source(err),
+                    error = %err, cause = ?std::error::Error::source(err), failed = events,
                     "grant failed; the client's access is unchanged"
-                ),
+                );
             }
         }
         if result.is_err() {
@@ -264,10 +287,11 @@ impl Worker {
     }
 }
 
-/// A completed sequence at info; the steps before it are per-packet noise, at debug.
+/// Per-packet steps at debug: at info, a completion shows as its grant line (or, beyond the
+/// door's grant rate, as a rate-limited summary), so a flood cannot fill the journal.
 fn log_knock(event: DoorEvent, door: &GrantSpec, source: IpAddr) {
     match event.result {
-        KnockResult::Complete => info!(
+        KnockResult::Complete => debug!(
             door = %door.door, %source, knocks = door.knocks, action = door.action.name(),
             "knock sequence complete"
         ),

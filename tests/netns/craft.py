@@ -8,6 +8,10 @@
                                   tcpo:PORT:FLAGS (IPv4 only: with IP options).
     craft.py malformed DST PORT   a burst of broken packets aimed at a knock port.
     craft.py probe DST PORT...    one SYN per port; prints "PORT answered" or "PORT silent".
+    craft.py spoofed DST COUNT SPEC...
+                                  the SPEC sequence (tcp:PORT:FLAGS, udp:PORT) from each of COUNT
+                                  forged sources 10.64.0.1, 10.64.0.2, ... (IPv4 DST only), each
+                                  source's knocks back to back; prints the seconds it took.
 """
 import socket
 import sys
@@ -92,6 +96,22 @@ def probe(dst, ports):
         print(f"{port} {'answered' if reply is not None else 'silent'}", flush=True)
 
 
+def spoofed(dst, count, specs):
+    burst = []
+    for i in range(1, count + 1):
+        src = f"10.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
+        for spec in specs:
+            kind, port, *rest = spec.split(":")
+            if kind == "tcp":
+                layer = TCP(sport=40000 + i % 20000, dport=int(port), flags=rest[0] if rest else "S")
+            else:
+                layer = UDP(sport=40000 + i % 20000, dport=int(port)) / Raw(b"knock")
+            burst.append(IP(src=src, dst=dst) / layer)
+    started = time.monotonic()
+    send(burst)
+    print(f"{time.monotonic() - started:.2f}", flush=True)
+
+
 def main(argv):
     if len(argv) < 3:
         raise SystemExit(__doc__)
@@ -102,6 +122,8 @@ def main(argv):
         malformed(dst, int(rest[0]))
     elif command == "probe":
         probe(dst, rest)
+    elif command == "spoofed":
+        spoofed(dst, int(rest[0]), rest[1:])
     else:
         raise SystemExit(__doc__)
 

@@ -5,6 +5,7 @@
 
 mod client;
 mod harness;
+mod limits;
 mod ops;
 
 use std::thread::sleep;

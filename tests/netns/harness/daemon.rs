@@ -20,20 +20,30 @@ pub struct Daemon {
     dir: tempfile::TempDir,
     pub config_path: PathBuf,
     notify: UnixDatagram,
+    log_filter: &'static str,
 }
+
+const DEBUG: &str = "knock_nfq=debug";
+const INFO: &str = "knock_nfq=info";
 
 impl Daemon {
     /// Writes `config` and starts the daemon in `gw`, waiting until it reports ready.
     pub fn start(gw: &Netns, config: &str) -> Daemon {
-        Daemon::launch(gw, config, Watchdog::Off)
+        Daemon::launch(gw, config, Watchdog::Off, DEBUG)
+    }
+
+    /// Like [`Daemon::start`], logging at info as in production (a flood logs every packet at
+    /// debug, which would slow the daemon down and hide what an operator's journal holds).
+    pub fn start_at_info(gw: &Netns, config: &str) -> Daemon {
+        Daemon::launch(gw, config, Watchdog::Off, INFO)
     }
 
     /// Like [`Daemon::start`], with systemd's watchdog asked for every `usec` microseconds.
     pub fn start_watched(gw: &Netns, config: &str, usec: u64) -> Daemon {
-        Daemon::launch(gw, config, Watchdog::Every(usec))
+        Daemon::launch(gw, config, Watchdog::Every(usec), DEBUG)
     }
 
-    fn launch(gw: &Netns, config: &str, watchdog: Watchdog) -> Daemon {
+    fn launch(gw: &Netns, config: &str, watchdog: Watchdog, log_filter: &'static str) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("knock-nfq.toml");
         fs::write(&config_path, config).expect("write config");
@@ -45,8 +55,10 @@ impl Daemon {
             &notify_path,
             &dir.path().join("daemon.log"),
             watchdog,
+            log_filter,
         );
         let mut daemon = Daemon {
+            log_filter,
             child,
             netns: gw.name.clone(),
             dir,
@@ -86,6 +98,7 @@ impl Daemon {
             &notify_path,
             &self.dir.path().join("daemon.log"),
             Watchdog::Off,
+            self.log_filter,
         );
         self.wait_for("READY=1");
     }
@@ -194,6 +207,7 @@ fn spawn(
     notify: &PathBuf,
     log: &PathBuf,
     watchdog: Watchdog,
+    log_filter: &str,
 ) -> Child {
     let log = log_file(log);
     let mut command = match watchdog {
@@ -210,7 +224,7 @@ fn spawn(
         .args(["run", "--config"])
         .arg(config)
         .env("NOTIFY_SOCKET", notify)
-        .env("RUST_LOG", "knock_nfq=debug")
+        .env("RUST_LOG", log_filter)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log fd"))
         .stderr(log)
