@@ -60,6 +60,7 @@ fn defaults_fill_everything_but_the_door() {
         Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9469)))
     );
     assert_eq!(daemon.max_sources, 100_000);
+    assert_eq!(daemon.max_grants, 65_536);
     assert_eq!(daemon.log_format, LogFormat::Text);
 
     let door = &config.doors[0];
@@ -68,6 +69,20 @@ fn defaults_fill_everything_but_the_door() {
     assert_eq!(door.tcp_flags, None);
     assert_eq!(door.scan_policy, ScanPolicy::IgnoreOtherPorts);
     assert_eq!(door.action, Action::Open);
+    assert_eq!(door.max_grants_per_second, 10);
+}
+
+#[test]
+fn a_doors_grant_rate_is_a_positive_number_of_grants_per_second() {
+    assert_message(
+        &rejected_door(
+            "name = \"c\"\nsequence = [1003]\nopen = [\"24\"]\nmax_grants_per_second = 0",
+        ),
+        &[
+            "max_grants_per_second: expected a number of grants per second from 1 to 100000",
+            "found 0",
+        ],
+    );
 }
 
 #[test]
@@ -329,7 +344,7 @@ fn unknown_key_in_daemon() {
     assert_eq!(
         message,
         "test.toml: daemon.queue: unknown key; expected one of queues, interfaces, table, \
-         metrics, max_sources, log_format"
+         metrics, max_sources, max_grants, log_format"
     );
 }
 
@@ -348,7 +363,7 @@ fn unknown_key_in_door() {
     assert_eq!(
         message,
         "test.toml: door[0].opne: unknown key; expected one of name, sequence, seq_timeout, \
-         tcp_flags, strict, open, open_for, action"
+         tcp_flags, strict, open, open_for, action, max_grants_per_second"
     );
 }
 
@@ -484,9 +499,21 @@ fn table_metrics_max_sources_log_format_are_checked() {
             "found \"localhost:9469\"",
         ],
     );
-    assert_eq!(
-        daemon("max_sources = 0"),
-        "test.toml: daemon.max_sources: expected a number of sources, 1 or more, found 0"
+    for bad in ["0", "1000001"] {
+        assert_eq!(
+            daemon(&format!("max_sources = {bad}")),
+            format!(
+                "test.toml: daemon.max_sources: expected a number of sources from 1 to 1000000, \
+                 found {bad}"
+            )
+        );
+    }
+    assert_message(
+        &daemon("max_grants = 0"),
+        &[
+            "daemon.max_grants: expected the `size` of the ruleset's grant sets",
+            "found 0",
+        ],
     );
     assert_eq!(
         daemon("log_format = \"xml\""),
@@ -805,7 +832,7 @@ fn env_value_errors_name_the_variable() {
     let message = Config::load(&path).expect_err("invalid").to_string();
     assert_eq!(
         message,
-        "KNOCK_NFQ_DAEMON__MAX_SOURCES: daemon.max_sources: expected a number of sources, 1 or more, found 0"
+        "KNOCK_NFQ_DAEMON__MAX_SOURCES: daemon.max_sources: expected a number of sources from 1 to 1000000, found 0"
     );
 }
 
