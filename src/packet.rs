@@ -4,7 +4,7 @@
 //! so the IP layer is parsed laxly (etherparse: IPv4 options, IPv6 extension headers, lengths
 //! that exceed the copy) and the transport fields are read straight from the first bytes of the
 //! transport header: ports at 0..4, TCP flags at 13. Anything else is a [`PacketError`], which
-//! the worker counts and accepts; it never panics.
+//! the worker counts and drops; it never panics.
 
 use etherparse::{IpNumber, LaxIpSlice};
 

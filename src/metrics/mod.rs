@@ -131,7 +131,7 @@ impl Metrics {
         let packet_errors = counter_vec(
             &registry,
             "knock_nfq_packet_errors_total",
-            "Queued packets that were not a TCP or UDP knock (accepted).",
+            "Queued packets that could not be parsed as TCP or UDP (dropped: not judged, not let through).",
             &["reason"],
         );
         let packet_errors =

@@ -1,4 +1,5 @@
-//! Rate limits for warnings that a flood would otherwise repeat thousands of times a second.
+//! Rate limits for warnings that a flood would otherwise repeat thousands of times a second, and
+//! the backoff of a loop whose error keeps repeating.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,43 @@ impl RateLimit {
     }
 }
 
+/// The same error this many times in a row (no success between) is a broken socket, not a burst.
+const REPEATS_BEFORE_PAUSE: u32 = 100;
+
+/// Whether a failing loop should pause before trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// Go on at once: a burst of errors (ENOBUFS, a stray signal) must not stall the queue.
+    Retry,
+    /// The same error keeps coming back: pause, so the loop cannot spin a core.
+    Pause,
+}
+
+/// Counts repeats of one error code since the last success.
+#[derive(Debug, Default)]
+pub struct ErrorStreak {
+    last: Option<i32>,
+    repeats: u32,
+}
+
+impl ErrorStreak {
+    pub fn clear(&mut self) {
+        self.last = None;
+    }
+
+    pub fn failed(&mut self, code: i32) -> Backoff {
+        self.repeats = match self.last.replace(code) {
+            Some(last) if last == code => self.repeats.saturating_add(1),
+            _ => 0,
+        };
+        if self.repeats >= REPEATS_BEFORE_PAUSE {
+            Backoff::Pause
+        } else {
+            Backoff::Retry
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +98,21 @@ mod tests {
             Gate::Report { events: 6 }
         );
         assert_eq!(limit.check(t0 + Duration::from_secs(11)), Gate::HoldBack);
+    }
+
+    #[test]
+    fn only_the_same_error_repeated_without_a_success_pauses() {
+        let mut streak = ErrorStreak::default();
+        for _ in 0..REPEATS_BEFORE_PAUSE {
+            assert_eq!(streak.failed(libc::EIO), Backoff::Retry);
+        }
+        assert_eq!(streak.failed(libc::EIO), Backoff::Pause);
+        // A different error, or a success in between, starts over.
+        assert_eq!(streak.failed(libc::EBADF), Backoff::Retry);
+        for _ in 0..REPEATS_BEFORE_PAUSE - 1 {
+            streak.failed(libc::EBADF);
+        }
+        streak.clear();
+        assert_eq!(streak.failed(libc::EBADF), Backoff::Retry);
     }
 }

@@ -1,7 +1,13 @@
 //! NFQUEUE workers: one blocking thread per configured queue (nfq crate).
 //!
-//! Every received packet gets a verdict, always: parse failures are counted and accepted, and
-//! the grant of a completing knock is committed to nftables before that packet's drop verdict.
+//! Every received packet gets a verdict, always: parse failures are counted and dropped (a
+//! packet that was not judged is never let through), and the grant of a completing knock is
+//! committed to nftables before that packet's drop verdict.
+//!
+//! `open` binds before it configures (NFQUEUE has no instance to configure until it is bound).
+//! The window is harmless: a packet queued in it arrives with no payload (the kernel's default
+//! for a new instance), which is unparseable and dropped, or whole (nfq's own bind asks for
+//! that), which is judged as usual; and a new instance has no fail-open, so a full queue drops.
 
 mod limit;
 pub mod state;

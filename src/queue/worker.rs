@@ -10,18 +10,22 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use super::limit::{Gate, RateLimit};
+use super::limit::{Backoff, ErrorStreak, Gate, RateLimit};
 use super::state::{Shard, State, gauge_delta};
 use crate::config::Action;
 use crate::engine::{DoorEvent, Eviction, Grant, GrantSpec, Knock, KnockResult, Verdict};
 use crate::metrics::DoorMetrics;
-use crate::nft::Nft;
+use crate::nft::{Nft, NftError};
 use crate::packet;
 
 /// At most one warning per this interval for receive and verdict errors...
 const ERROR_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// ...and for evictions, which a spoofed-source flood causes on every packet.
 const EVICTION_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// Tries of a batch that revokes access before it is given up (counted and logged).
+const CLOSE_ATTEMPTS: u32 = 3;
+/// How long a worker pauses when the same receive error keeps repeating.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
 
 /// A worker ready to run on its own thread.
 pub struct Worker {
@@ -33,6 +37,7 @@ pub struct Worker {
     error_warnings: RateLimit,
     eviction_warnings: RateLimit,
     refusal_warnings: RateLimit,
+    receive_errors: ErrorStreak,
     grant_failure_warnings: RateLimit,
     /// Grants of the packet being decided, each with its door's counters; reused.
     pending: Vec<(Grant, DoorMetrics)>,
@@ -70,6 +75,7 @@ impl Worker {
             error_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
             eviction_warnings: RateLimit::new(EVICTION_WARNING_INTERVAL),
             refusal_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
+            receive_errors: ErrorStreak::default(),
             grant_failure_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
             pending: Vec::new(),
         }
@@ -87,7 +93,10 @@ impl Worker {
         debug!(queue = self.num, "worker started");
         while !self.stop.load(Ordering::Acquire) {
             match self.queue.recv() {
-                Ok(message) => self.answer(message),
+                Ok(message) => {
+                    self.receive_errors.clear();
+                    self.answer(message);
+                }
                 Err(err) => self.receive_failed(&err),
             }
         }
@@ -119,10 +128,14 @@ impl Worker {
                     err,
                 );
             }
-            _ => {
+            other => {
+                // Errors without an errno share one code: they repeat alike.
+                let errno = other.unwrap_or(0);
                 self.state.metrics.queue_errors.inc();
                 self.warn_rate_limited("receiving from the queue failed", err);
-                thread::sleep(Duration::from_millis(10));
+                if self.receive_errors.failed(errno) == Backoff::Pause {
+                    thread::sleep(ERROR_PAUSE);
+                }
             }
         }
     }
@@ -156,9 +169,9 @@ impl Worker {
             self.state.metrics.queue_errors.inc();
             error!(
                 queue = self.num,
-                "deciding a packet panicked; it was accepted"
+                "deciding a packet panicked; it was dropped"
             );
-            Verdict::Accept
+            Verdict::Drop
         });
         let metrics = &self.state.metrics;
         match verdict {
@@ -185,8 +198,9 @@ impl Worker {
         let knock = match packet::parse(payload, iface) {
             Ok(knock) => knock,
             Err(err) => {
+                // Not judged, so not let through: the queue fails closed.
                 self.state.metrics.packet_error(err).inc();
-                return Verdict::Accept;
+                return Verdict::Drop;
             }
         };
         let verdict = self.step(now, &knock);
@@ -244,9 +258,18 @@ impl Worker {
     /// next SYN is admitted.
     fn commit_pending(&mut self) {
         let started = Instant::now();
-        let result = self
-            .nft
-            .apply_grants(self.pending.iter().map(|(grant, _)| grant));
+        let mut result = self.commit_once();
+        // A lost revoke leaves access open that the user asked to close: try again (bounded).
+        let has_close = self
+            .pending
+            .iter()
+            .any(|(g, _)| g.action() == Action::Close);
+        for _ in 1..CLOSE_ATTEMPTS {
+            match &result {
+                Err(err) if has_close && !err.is_set_full() => result = self.commit_once(),
+                _ => break,
+            }
+        }
         let committed = Instant::now();
         let metrics = &self.state.metrics;
         metrics
@@ -281,9 +304,16 @@ impl Worker {
                 );
             }
         }
+    }
+
+    fn commit_once(&mut self) -> Result<(), NftError> {
+        let result = self
+            .nft
+            .apply_grants(self.pending.iter().map(|(grant, _)| grant));
         if result.is_err() {
-            metrics.nft_errors.inc();
+            self.state.metrics.nft_errors.inc();
         }
+        result
     }
 }
 
