@@ -46,7 +46,7 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
-/// `knock`'s arguments, knockd's client compatible; [`KnockPlan::from_args`] validates them.
+/// `knock`'s arguments, knockd's client compatible; [`KnockPlan::from_request`] validates them.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  knock-nfq knock -v server.example.com 7000 8000 9000:udp\n  \
