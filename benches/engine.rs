@@ -162,7 +162,6 @@ fn syn(source: IpAddr, port: u16) -> Knock {
         proto: Proto::Tcp,
         port,
         tcp_flags: tcp_flag::SYN,
-        iface: 0,
     }
 }
 

@@ -1,4 +1,5 @@
-//! The command line (DESIGN.md section 4) and the glue for the commands that are not the daemon.
+//! The command line (each command is documented in README) and the glue for the commands that
+//! are not the daemon.
 
 use std::io::Write;
 use std::path::PathBuf;

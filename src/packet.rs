@@ -48,8 +48,8 @@ impl PacketError {
 const TCP_NEEDED: usize = 14;
 const UDP_NEEDED: usize = 4;
 
-/// Parses one queued packet that arrived on interface `iface`.
-pub fn parse(packet: &[u8], iface: u32) -> Result<Knock, PacketError> {
+/// Parses one queued packet.
+pub fn parse(packet: &[u8]) -> Result<Knock, PacketError> {
     let (ip, _ext_header_error) =
         LaxIpSlice::from_slice(packet).map_err(|_| PacketError::BadIpHeader)?;
     let payload = ip.payload();
@@ -76,7 +76,6 @@ pub fn parse(packet: &[u8], iface: u32) -> Result<Knock, PacketError> {
         proto,
         port,
         tcp_flags,
-        iface,
     })
 }
 
@@ -98,11 +97,11 @@ mod tests {
 
     #[test]
     fn ipv4_tcp_syn() {
-        let knock = parse(&tcp_v4(7000), 3).unwrap();
+        let knock = parse(&tcp_v4(7000)).unwrap();
         assert_eq!(knock.source, std::net::IpAddr::from([192, 0, 2, 7]));
         assert_eq!(
-            (knock.proto, knock.port, knock.tcp_flags, knock.iface),
-            (Proto::Tcp, 7000, SYN, 3)
+            (knock.proto, knock.port, knock.tcp_flags),
+            (Proto::Tcp, 7000, SYN)
         );
     }
 
@@ -123,7 +122,7 @@ mod tests {
         packet.extend_from_slice(&plain[40..]);
         let len = u16::try_from(packet.len() - 40).unwrap();
         packet[4..6].copy_from_slice(&len.to_be_bytes());
-        let knock = parse(&packet, 1).unwrap();
+        let knock = parse(&packet).unwrap();
         assert_eq!(
             (knock.proto, knock.port, knock.tcp_flags),
             (Proto::Udp, 9000, 0)
@@ -143,30 +142,30 @@ mod tests {
         packet.extend_from_slice(&plain[20..]);
         let len = u16::try_from(packet.len()).unwrap();
         packet[2..4].copy_from_slice(&len.to_be_bytes());
-        assert_eq!(parse(&packet, 1).unwrap().port, 8000);
+        assert_eq!(parse(&packet).unwrap().port, 8000);
     }
 
     #[test]
     fn copy_range_cut_with_wrong_total_length_still_parses() {
         let mut packet = tcp_v4(7000);
         packet[2..4].copy_from_slice(&1500u16.to_be_bytes());
-        assert_eq!(parse(&packet, 1).unwrap().port, 7000);
+        assert_eq!(parse(&packet).unwrap().port, 7000);
     }
 
     #[test]
     fn malformed_packets_are_errors_not_panics() {
         let packet = tcp_v4(7000);
-        assert_eq!(parse(&[], 1), Err(PacketError::BadIpHeader));
-        assert_eq!(parse(&[0x45; 10], 1), Err(PacketError::BadIpHeader));
-        assert_eq!(parse(&packet[..20 + 10], 1), Err(PacketError::Truncated));
+        assert_eq!(parse(&[]), Err(PacketError::BadIpHeader));
+        assert_eq!(parse(&[0x45; 10]), Err(PacketError::BadIpHeader));
+        assert_eq!(parse(&packet[..20 + 10]), Err(PacketError::Truncated));
         let mut icmp = packet.clone();
         icmp[9] = 1;
-        assert_eq!(parse(&icmp, 1), Err(PacketError::NotTcpOrUdp));
+        assert_eq!(parse(&icmp), Err(PacketError::NotTcpOrUdp));
         let mut fragment = packet;
         fragment[6] = 0x20; // more fragments
-        assert_eq!(parse(&fragment, 1), Err(PacketError::Fragment));
+        assert_eq!(parse(&fragment), Err(PacketError::Fragment));
         for len in 0..60 {
-            let _ = parse(&tcp_v4(1)[..len.min(40)], 1);
+            let _ = parse(&tcp_v4(1)[..len.min(40)]);
         }
     }
 }

@@ -135,7 +135,6 @@ impl Traffic {
             proto,
             port,
             tcp_flags,
-            iface: 0,
         }
     }
 }

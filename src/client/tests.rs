@@ -77,7 +77,7 @@ fn delay_family_and_verbosity() {
 
 #[test]
 fn options_after_the_ports_work_as_with_knockd_s_client() {
-    // The seeds write `knock -v SERVER 7000 8000 9000 -d 500`.
+    // knockd write-ups use `knock -v SERVER 7000 8000 9000 -d 500`.
     let plan = plan_of(&["-v", "host", "7000", "8000", "-d", "500"]).unwrap();
     assert_eq!(plan.knocks, knocks(&[(7000, TCP), (8000, TCP)]));
     assert_eq!(plan.delay, Duration::from_millis(500));

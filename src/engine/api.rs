@@ -15,8 +15,6 @@ pub struct Knock {
     pub port: u16,
     /// TCP header flag bits ([`crate::config::model::tcp_flag`]); 0 for UDP.
     pub tcp_flags: u8,
-    /// Input interface index; unused for now.
-    pub iface: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -84,7 +84,6 @@ fn run(engine: &mut Engine, stream: &[Sent], target: u8) -> Vec<Seen> {
             proto: packet.proto,
             port: packet.port,
             tcp_flags: packet.tcp_flags,
-            iface: 0,
         };
         let outcome = engine.on_packet(now, &knock);
         if packet.source == target {
@@ -139,7 +138,6 @@ proptest! {
                 proto: packet.proto,
                 port: packet.port,
                 tcp_flags: packet.tcp_flags,
-                iface: 0,
             };
             let evicted = engine.on_packet(now, &knock).eviction;
             prop_assert!(engine.tracked_sources() <= max_sources);

@@ -49,7 +49,6 @@ fn tcp(source: &str, port: u16, tcp_flags: u8) -> Knock {
         proto: Proto::Tcp,
         port,
         tcp_flags,
-        iface: 0,
     }
 }
 
@@ -60,7 +59,6 @@ fn udp(source: &str, port: u16) -> Knock {
         proto: Proto::Udp,
         port,
         tcp_flags: 0,
-        iface: 0,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Prometheus metrics (names and labels are a contract: DESIGN.md section 5).
+//! Prometheus metrics. Names and labels are a contract that dashboards and alerts rely on
+//! (listed in README, Deploy).
 //!
 //! Labelled children are resolved once (per door at start and on reload) so that the packet
 //! path only increments atomics: no lock, no allocation, no label lookup. Two families are

@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn concatenated_type_ids_match_nft() {
-        // DESIGN.md section 7: ipv4_addr . inet_service = 461.
+        // What `nft` itself stores for ipv4_addr . inet_service: 461.
         assert_eq!(spec("x", &[IPV4_ADDR, INET_SERVICE], 0).key_type(), 461);
         assert_eq!(ALLOW4.key_type(), (7 << 12) | (12 << 6) | 13);
     }

@@ -13,7 +13,7 @@ pub enum Reply {
     /// `NLMSG_ERROR`: `errno` 0 is an ACK.
     Ack { seq: u32, errno: i32 },
     /// Any other message (e.g. `NEWSET` answering `GETSET`), whole.
-    Data { seq: u32, message: Vec<u8> },
+    Data { message: Vec<u8> },
 }
 
 const NLMSG_HDRLEN: usize = 16;
@@ -43,8 +43,6 @@ impl Socket {
         let fd = socket.as_raw_fd();
         // Replies carry only the header of a failed message, not its whole payload.
         set_option(fd, libc::NETLINK_CAP_ACK)?;
-        // Errors may carry the kernel's explanation; best effort.
-        let _ = set_option(fd, libc::NETLINK_EXT_ACK);
         Ok(Socket {
             socket,
             buf: vec![0; 64 * 1024],
@@ -122,7 +120,6 @@ pub fn parse_replies(mut buf: &[u8], out: &mut Vec<Reply>) {
             }
             NLMSG_DONE => {}
             _ => out.push(Reply::Data {
-                seq,
                 message: buf[..len].to_vec(),
             }),
         }
@@ -162,7 +159,7 @@ mod tests {
                 errno: libc::ENOENT
             }
         );
-        assert!(matches!(&replies[2], Reply::Data { seq: 4, message } if message.len() == 19));
+        assert!(matches!(&replies[2], Reply::Data { message } if message.len() == 19));
     }
 
     #[test]

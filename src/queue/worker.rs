@@ -161,10 +161,9 @@ impl Worker {
     /// Decides and sends the verdict for one packet. Never returns without a verdict sent.
     fn answer(&mut self, mut message: nfq::Message) {
         let received = Instant::now();
-        let (payload, iface) = (message.get_payload(), message.get_indev());
+        let payload = message.get_payload();
         // A bug must not cost the packet its verdict (it would stay queued) nor the worker.
-        let decided =
-            panic::catch_unwind(AssertUnwindSafe(|| self.decide(received, payload, iface)));
+        let decided = panic::catch_unwind(AssertUnwindSafe(|| self.decide(received, payload)));
         let verdict = decided.unwrap_or_else(|_| {
             self.state.metrics.queue_errors.inc();
             error!(
@@ -194,8 +193,8 @@ impl Worker {
             .observe(received.elapsed().as_secs_f64());
     }
 
-    fn decide(&mut self, now: Instant, payload: &[u8], iface: u32) -> Verdict {
-        let knock = match packet::parse(payload, iface) {
+    fn decide(&mut self, now: Instant, payload: &[u8]) -> Verdict {
+        let knock = match packet::parse(payload) {
             Ok(knock) => knock,
             Err(err) => {
                 // Not judged, so not let through: the queue fails closed.
