@@ -12,7 +12,7 @@ use crate::client::{
 };
 use crate::config::{self, Config, Proto};
 use crate::import::{self, ImportError};
-use crate::nft::{Nft, NftError};
+use crate::nft::{Audit, Finding, Nft, NftError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,8 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon (systemd Type=notify; SIGHUP reloads; SIGTERM stops).
     Run(ConfigArg),
-    /// Validate the config, and the nftables table it names where that table exists.
-    Check(ConfigArg),
+    /// Validate the config, and the running ruleset (table, sets, chains, queues) where loaded.
+    Check(CheckArgs),
     /// See it all work in a throw-away sandbox of network namespaces (root).
     Demo,
     /// Knock on a host: knockd's `knock` client (`knock-nfq knock HOST 7000 8000 9000:udp`).
@@ -45,6 +45,32 @@ pub struct ConfigArg {
     /// The configuration file.
     #[arg(long, short = 'c', value_name = "PATH", default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Fail unless the running ruleset is loaded and verified (by default a missing table is
+    /// only noted, so the config can be checked anywhere).
+    #[arg(long)]
+    pub ruleset: bool,
+}
+
+impl CheckArgs {
+    pub fn ruleset(&self) -> RulesetCheck {
+        match self.ruleset {
+            true => RulesetCheck::Required,
+            false => RulesetCheck::WhereLoaded,
+        }
+    }
+}
+
+/// Whether `check` must verify the running ruleset or only may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RulesetCheck {
+    WhereLoaded,
+    Required,
 }
 
 /// `knock`'s arguments, knockd's client compatible; [`KnockPlan::from_request`] validates them.
@@ -169,9 +195,28 @@ pub enum TableCheck {
     NotChecked(String),
 }
 
-/// `knock-nfq check`: prints one line per door, then the table's state. Errors are the caller's
-/// to print; an absent table is a note, a wrong one an error.
-pub fn check(config: &Config, out: &mut impl Write) -> Result<TableCheck, NftError> {
+/// Why `check` failed on the nftables side.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error("the running ruleset was not verified (--ruleset): {0}")]
+    NotChecked(String),
+    #[error("the running ruleset is not what the daemon needs:{}", bullets(.0))]
+    Ruleset(Vec<Finding>),
+}
+
+fn bullets(findings: &[Finding]) -> String {
+    findings.iter().map(|f| format!("\n  - {f}")).collect()
+}
+
+/// `knock-nfq check`: prints one line per door, then what it verified of the running ruleset.
+/// Errors are the caller's to print; an absent table is a note unless `ruleset` requires it.
+pub fn check(
+    config: &Config,
+    ruleset: RulesetCheck,
+    out: &mut impl Write,
+) -> Result<TableCheck, CheckError> {
     let _ = writeln!(
         out,
         "{}: ok, {} door(s)",
@@ -182,25 +227,35 @@ pub fn check(config: &Config, out: &mut impl Write) -> Result<TableCheck, NftErr
         let _ = writeln!(out, "  {}", door.summary());
     }
     let table = &config.daemon.table;
-    let verdict = match Nft::open(table).and_then(|mut nft| nft.verify(config.daemon.max_grants)) {
-        Ok(()) => TableCheck::Verified,
-        Err(NftError::MissingTable { .. }) => {
-            TableCheck::NotChecked(format!("table inet {table} is not loaded here"))
-        }
-        Err(NftError::Socket(err)) => {
-            TableCheck::NotChecked(format!("cannot query nftables ({err})"))
-        }
-        Err(NftError::Permission) => {
-            TableCheck::NotChecked("querying nftables needs CAP_NET_ADMIN (run as root)".into())
-        }
-        Err(err) => return Err(err),
+    let audit = Nft::open(table).and_then(|mut nft| {
+        nft.verify(config.daemon.max_grants)?;
+        nft.audit_ruleset(&config.daemon.queues)
+    });
+    let why = match audit {
+        Ok(audit) => return report(table, audit, out),
+        Err(NftError::MissingTable { .. }) => format!("table inet {table} is not loaded here"),
+        Err(NftError::Socket(err)) => format!("cannot query nftables ({err})"),
+        Err(NftError::Permission) => "querying nftables needs CAP_NET_ADMIN (run as root)".into(),
+        Err(err) => return Err(err.into()),
     };
-    let _ = match &verdict {
-        TableCheck::Verified => writeln!(
-            out,
-            "table inet {table}: every set the daemon fills is present with the right type"
-        ),
-        TableCheck::NotChecked(why) => writeln!(out, "table inet {table}: not checked: {why}"),
-    };
-    Ok(verdict)
+    if ruleset == RulesetCheck::Required {
+        return Err(CheckError::NotChecked(why));
+    }
+    let _ = writeln!(out, "table inet {table}: not checked: {why}");
+    Ok(TableCheck::NotChecked(why))
+}
+
+fn report(table: &str, audit: Audit, out: &mut impl Write) -> Result<TableCheck, CheckError> {
+    if !audit.findings.is_empty() {
+        return Err(CheckError::Ruleset(audit.findings));
+    }
+    let _ = writeln!(
+        out,
+        "table inet {table}: every set the daemon fills is present with the right type, and \
+         its chains input, forward and to_daemon"
+    );
+    for feeder in audit.feeders {
+        let _ = writeln!(out, "  queued to the daemon by {feeder}, failing closed");
+    }
+    Ok(TableCheck::Verified)
 }

@@ -40,14 +40,15 @@ fn run(args: &cli::ConfigArg) -> anyhow::Result<()> {
     knock_nfq::daemon::run(config).context("the daemon stopped on an error")
 }
 
-fn check(args: &cli::ConfigArg) -> anyhow::Result<()> {
-    let exposure = check_trusted_file(&args.config)?;
-    let config = Config::load(&args.config)?;
+fn check(args: &cli::CheckArgs) -> anyhow::Result<()> {
+    let path = &args.config.config;
+    let exposure = check_trusted_file(path)?;
+    let config = Config::load(path)?;
     if let Exposure::WorldReadable { mode } = exposure {
-        let path = args.config.display();
+        let path = path.display();
         println!("warning: {path} (mode {mode:04o}): {}", cli::WORLD_READABLE);
     }
-    cli::check(&config, &mut std::io::stdout())?;
+    cli::check(&config, args.ruleset(), &mut std::io::stdout())?;
     Ok(())
 }
 

@@ -104,3 +104,16 @@ fn check_without_cap_net_admin_says_so_and_checks_the_config_alone() {
         "{stdout}"
     );
 }
+
+#[test]
+fn check_with_ruleset_fails_where_it_cannot_verify_the_running_ruleset() {
+    let Ok(out) = unprivileged(&["check", "--config", EXAMPLE, "--ruleset"]) else {
+        panic!("cannot run: setpriv is not installed");
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the running ruleset was not verified (--ruleset): querying nftables needs CAP_NET_ADMIN"),
+        "{stderr}"
+    );
+}

@@ -63,6 +63,19 @@ struct Daemon {
     workers: Vec<WorkerHandle>,
 }
 
+/// The daemon runs with a ruleset that is incomplete (an operator may queue from their own
+/// rules) but says what `knock-nfq check --ruleset` would refuse.
+fn warn_about_ruleset(nft: &mut Nft, queues: &[u16]) {
+    match nft.audit_ruleset(queues) {
+        Ok(audit) => {
+            for finding in audit.findings {
+                warn!(%finding, "the running ruleset is not what the daemon needs");
+            }
+        }
+        Err(err) => warn!(error = %err, "cannot read the running ruleset back to verify it"),
+    }
+}
+
 impl Daemon {
     /// Verifies the table, fills the sets, binds the queues and starts the workers. The sets are
     /// filled before any queue is bound, so the kernel guards the services before knocks count.
@@ -70,6 +83,7 @@ impl Daemon {
         let mut nft = Nft::open(&config.daemon.table)?;
         nft.verify(config.daemon.max_grants)?;
         nft.fill_static_sets(&config)?;
+        warn_about_ruleset(&mut nft, &config.daemon.queues);
         let table_handle = Some(nft.table_handle()?);
         let metrics = Metrics::new(&config);
         metrics.last_reload_success.set(unix_now());

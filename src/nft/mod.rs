@@ -3,6 +3,7 @@
 //! (`Nft::commit`); every reply is read and mapped back to the message it answers.
 
 pub mod keys;
+mod ruleset;
 pub mod sets;
 mod socket;
 mod sys;
@@ -16,6 +17,7 @@ use nftnl::{Batch, MsgType};
 
 use crate::config::{Action, Config, Door, Proto, ScanPolicy, Target};
 use crate::engine::{Grant, GrantSpec};
+pub use ruleset::{Audit, Finding};
 use sets::SetSpec;
 use socket::{Reply, Socket};
 use sys::{ElemMsg, ElemOp};

@@ -427,6 +427,76 @@ fn check_verifies_the_sets_where_the_table_exists() {
 
 #[test]
 #[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
+fn check_ruleset_names_a_missing_chain_a_bypass_queue_and_a_queue_nobody_feeds() {
+    require_netns!();
+    let t = Topology::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/knock-nfq.example.toml");
+    let check = || {
+        let mut command = t.gw.command(daemon::BINARY);
+        let out = command
+            .args(["check", "--ruleset", "--config", example])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code(),
+            text + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = check();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("its chains input, forward and to_daemon"),
+        "{text}"
+    );
+    assert!(text.contains("queue 0, failing closed"), "{text}");
+
+    // An operator's own rule that queues with bypass opens the service while the daemon is down.
+    let bypass = "add rule inet knock_nfq input meta mark 0x1 queue num 0 bypass";
+    let with_bypass = t.gw.command("nft").arg(bypass).output().unwrap();
+    if !with_bypass.status.success() {
+        // No nft queue expression on this kernel: the same rule through iptables-nft.
+        let args = [
+            "-I",
+            "INPUT",
+            "-m",
+            "mark",
+            "--mark",
+            "1",
+            "-j",
+            "NFQUEUE",
+            "--queue-bypass",
+        ];
+        t.gw.exec("iptables-nft", &args);
+    }
+    let (code, text) = check();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("queue 0 has `bypass`: while the daemon is down"),
+        "{text}"
+    );
+
+    // The forward chain deleted, and nothing queueing to the daemon any more.
+    for rules in [
+        "flush chain inet knock_nfq forward; delete chain inet knock_nfq forward",
+        "flush chain inet knock_nfq input; flush chain inet knock_nfq to_daemon",
+    ] {
+        t.gw.exec("nft", &[rules]);
+    }
+    for tables in ["iptables-nft", "ip6tables-nft"] {
+        t.gw.exec(tables, &["-F", "INPUT"]);
+    }
+    let (code, text) = check();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("chain forward is missing"), "{text}");
+    assert!(
+        text.contains("no rule queues packets to queue 0, which the daemon reads"),
+        "{text}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn the_demo_runs_every_step_and_cleans_up() {
     require_netns!();
     let out = std::process::Command::new(daemon::BINARY)

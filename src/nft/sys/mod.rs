@@ -11,6 +11,13 @@ use std::time::Duration;
 use nftnl::{MsgType, NlMsg};
 use nftnl_sys as sys;
 
+mod rules;
+
+pub use rules::{
+    ChainInfo, QueueMode, QueueRule, dump_chains_request, dump_rules_request, parse_chain,
+    parse_rule_queues,
+};
+
 /// `NFPROTO_INET`: the table family.
 const FAMILY_INET: u16 = 1;
 /// `NFNL_SUBSYS_NFTABLES` message types (linux/netfilter/nf_tables.h).
@@ -143,9 +150,14 @@ pub struct SetInfo {
 pub fn get_set_request(buf: &mut Vec<u8>, table: &CStr, set: &CStr, seq: u32) {
     let query = OwnedSet::named(table, set);
     // SAFETY: the header is inside buf with room after it; the set is live.
-    request(buf, NFT_MSG_GETSET, seq, |header| unsafe {
-        sys::nftnl_set_nlmsg_build_payload(header, query.as_ptr());
-    });
+    request(
+        buf,
+        (NFT_MSG_GETSET, FAMILY_INET, NLM_F_ACK),
+        seq,
+        |header| unsafe {
+            sys::nftnl_set_nlmsg_build_payload(header, query.as_ptr());
+        },
+    );
 }
 
 /// Writes a `GETTABLE` request for `table` into `buf` (cleared first).
@@ -157,27 +169,31 @@ pub fn get_table_request(buf: &mut Vec<u8>, table: &CStr, seq: u32) {
         sys::nftnl_table_set_str(query.as_ptr(), attr(sys::NFTNL_TABLE_NAME), table.as_ptr())
     };
     // SAFETY: the header is inside buf with room after it; the table object is live.
-    request(buf, NFT_MSG_GETTABLE, seq, |header| unsafe {
-        sys::nftnl_table_nlmsg_build_payload(header, query.as_ptr());
-    });
+    request(
+        buf,
+        (NFT_MSG_GETTABLE, FAMILY_INET, NLM_F_ACK),
+        seq,
+        |header| unsafe {
+            sys::nftnl_table_nlmsg_build_payload(header, query.as_ptr());
+        },
+    );
     // SAFETY: we own the table object and nothing uses it after this.
     unsafe { sys::nftnl_table_free(query.as_ptr()) };
 }
 
-/// Writes one acknowledged request into `buf` (cleared first): the header, then `payload`,
-/// which writes at most a few hundred bytes (names of at most 256 bytes).
-fn request(buf: &mut Vec<u8>, msg_type: u16, seq: u32, payload: impl FnOnce(*mut libc::nlmsghdr)) {
+/// Writes one request into `buf` (cleared first): the header (message type, family, flags),
+/// then `payload`, which writes at most a few hundred bytes (names of at most 256 bytes).
+fn request(
+    buf: &mut Vec<u8>,
+    (msg_type, family, flags): (u16, u16, u16),
+    seq: u32,
+    payload: impl FnOnce(*mut libc::nlmsghdr),
+) {
     buf.clear();
     buf.resize(4096, 0);
     // SAFETY: buf holds 4096 bytes, ample for a header and such a payload.
     let header = unsafe {
-        sys::nftnl_nlmsg_build_hdr(
-            buf.as_mut_ptr().cast(),
-            msg_type,
-            FAMILY_INET,
-            NLM_F_ACK,
-            seq,
-        )
+        sys::nftnl_nlmsg_build_hdr(buf.as_mut_ptr().cast(), msg_type, family, flags, seq)
     };
     payload(header);
     // SAFETY: header points to the message just written in buf.

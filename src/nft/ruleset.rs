@@ -1,0 +1,262 @@
+//! Verifying the running ruleset for `knock-nfq check`: the daemon's table has the chains the
+//! shipped ruleset defines, some rule queues packets to each queue the daemon reads, and no such
+//! rule has `bypass` (which would open what it guards while the daemon is down).
+
+use std::fmt;
+
+use super::sys::{self, ChainInfo, QueueMode, QueueRule};
+use super::{Nft, NftError};
+use crate::nft::socket::Reply;
+
+/// `NFPROTO_INET`, `NF_INET_LOCAL_IN` and `NF_INET_FORWARD`.
+const FAMILY_INET: u32 = 1;
+const HOOK_INPUT: u32 = 1;
+const HOOK_FORWARD: u32 = 2;
+
+/// The chains of the shipped ruleset, and the hook of each base chain.
+const CHAINS: [(&str, Option<u32>); 3] = [
+    ("input", Some(HOOK_INPUT)),
+    ("forward", Some(HOOK_FORWARD)),
+    ("to_daemon", None),
+];
+
+/// Something the running ruleset lacks or gets wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    MissingChain {
+        chain: &'static str,
+    },
+    WrongHook {
+        chain: &'static str,
+    },
+    /// The daemon reads this queue, but no rule sends packets to it: knocks never arrive.
+    Unfed {
+        queue: u16,
+    },
+    /// A rule of the daemon's table queues to a queue the daemon does not read.
+    Unserved {
+        queue: u16,
+        rule: String,
+    },
+    /// A rule feeding the daemon's queue lets packets through while the daemon is down.
+    Bypass {
+        rule: String,
+    },
+}
+
+/// What `check` learned from the running ruleset.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Audit {
+    /// One line per rule feeding a queue the daemon reads.
+    pub feeders: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+impl Nft {
+    /// Reads every chain and every queueing rule and compares them with what the daemon needs.
+    pub fn audit_ruleset(&mut self, queues: &[u16]) -> Result<Audit, NftError> {
+        let chains = self
+            .dump(sys::dump_chains_request)?
+            .iter()
+            .filter_map(|message| sys::parse_chain(message))
+            .collect::<Vec<_>>();
+        let mut rules = Vec::new();
+        for message in self.dump(sys::dump_rules_request)? {
+            sys::parse_rule_queues(&message, &mut rules);
+        }
+        Ok(audit(&self.table, &chains, &rules, queues))
+    }
+
+    /// Sends one dump request and returns its data messages.
+    fn dump(&mut self, build: fn(&mut Vec<u8>, u32)) -> Result<Vec<Vec<u8>>, NftError> {
+        let mut request = Vec::new();
+        build(&mut request, 1);
+        let replies = self
+            .socket
+            .transact([request.as_slice()])
+            .map_err(NftError::Io)?;
+        let mut messages = Vec::new();
+        for reply in replies {
+            match reply {
+                Reply::Data { message } => messages.push(message),
+                Reply::Ack { errno, .. } if errno == libc::EPERM => {
+                    return Err(NftError::Permission);
+                }
+                Reply::Ack { .. } => {}
+            }
+        }
+        Ok(messages)
+    }
+}
+
+/// Compares the chains and queueing rules found with what the daemon reading `queues` needs.
+pub fn audit(table: &str, chains: &[ChainInfo], rules: &[QueueRule], queues: &[u16]) -> Audit {
+    let mut findings = Vec::new();
+    for (chain, hook) in CHAINS {
+        let found = chains
+            .iter()
+            .find(|c| c.family == FAMILY_INET && c.table == table && c.name == chain);
+        match found {
+            None => findings.push(Finding::MissingChain { chain }),
+            Some(found) if found.hook != hook => findings.push(Finding::WrongHook { chain }),
+            Some(_) => {}
+        }
+    }
+    let serves = |rule: &QueueRule| {
+        let range = u32::from(rule.first)..u32::from(rule.first) + u32::from(rule.total);
+        queues.iter().any(|q| range.contains(&u32::from(*q)))
+    };
+    let mut feeders = Vec::new();
+    for rule in rules {
+        let ours = rule.family == FAMILY_INET && rule.table == table;
+        if serves(rule) {
+            feeders.push(describe(rule));
+            if rule.mode == QueueMode::Bypass {
+                findings.push(Finding::Bypass {
+                    rule: describe(rule),
+                });
+            }
+        } else if ours {
+            let queue = rule.first;
+            findings.push(Finding::Unserved {
+                queue,
+                rule: describe(rule),
+            });
+        }
+    }
+    for &queue in queues {
+        let fed = rules
+            .iter()
+            .any(|r| (r.first..r.first.saturating_add(r.total)).contains(&queue));
+        if !fed {
+            findings.push(Finding::Unfed { queue });
+        }
+    }
+    Audit { feeders, findings }
+}
+
+fn describe(rule: &QueueRule) -> String {
+    let family = match rule.family {
+        1 => "inet",
+        2 => "ip",
+        3 => "arp",
+        5 => "netdev",
+        7 => "bridge",
+        10 => "ip6",
+        _ => "?",
+    };
+    let last = rule.first + rule.total.saturating_sub(1);
+    let queues = match rule.total {
+        1 => format!("queue {}", rule.first),
+        _ => format!("queues {}-{last}", rule.first),
+    };
+    format!("{family} {} chain {}: {queues}", rule.table, rule.chain)
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::MissingChain { chain } => write!(
+                f,
+                "chain {chain} is missing: load the shipped ruleset (deploy/nftables.conf)"
+            ),
+            Finding::WrongHook { chain } => write!(
+                f,
+                "chain {chain} does not have the shipped ruleset's hook (input chain on the \
+                 input hook, forward on forward, to_daemon a regular chain)"
+            ),
+            Finding::Unfed { queue } => write!(
+                f,
+                "no rule queues packets to queue {queue}, which the daemon reads \
+                 (daemon.queues): knocks will never reach it"
+            ),
+            Finding::Unserved { queue, rule } => write!(
+                f,
+                "{rule}, but the daemon does not read queue {queue} (daemon.queues): those \
+                 packets are dropped unjudged"
+            ),
+            Finding::Bypass { rule } => write!(
+                f,
+                "{rule} has `bypass`: while the daemon is down the kernel accepts what it \
+                 queues; remove `bypass` (or --queue-bypass) so the queue fails closed"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(name: &str, hook: Option<u32>) -> ChainInfo {
+        let (family, table, name) = (FAMILY_INET, "knock_nfq".into(), name.into());
+        ChainInfo {
+            family,
+            table,
+            name,
+            hook,
+        }
+    }
+
+    fn shipped_chains() -> Vec<ChainInfo> {
+        CHAINS
+            .iter()
+            .map(|(name, hook)| chain(name, *hook))
+            .collect()
+    }
+
+    fn queue(family: u32, table: &str, first: u16, total: u16, mode: QueueMode) -> QueueRule {
+        let (table, chain) = (table.into(), "to_daemon".into());
+        QueueRule {
+            family,
+            table,
+            chain,
+            first,
+            total,
+            mode,
+        }
+    }
+
+    #[test]
+    fn the_shipped_ruleset_has_no_finding() {
+        let rules = [queue(FAMILY_INET, "knock_nfq", 0, 1, QueueMode::FailClosed)];
+        let audit = audit("knock_nfq", &shipped_chains(), &rules, &[0]);
+        assert_eq!(audit.findings, []);
+        assert_eq!(audit.feeders, ["inet knock_nfq chain to_daemon: queue 0"]);
+    }
+
+    #[test]
+    fn an_iptables_fallback_rule_in_another_table_feeds_the_queue() {
+        let rules = [queue(2, "filter", 0, 2, QueueMode::FailClosed)];
+        let audit = audit("knock_nfq", &shipped_chains(), &rules, &[0, 1]);
+        assert_eq!(audit.findings, []);
+        assert_eq!(audit.feeders, ["ip filter chain to_daemon: queues 0-1"]);
+    }
+
+    #[test]
+    fn missing_chains_wrong_numbers_and_bypass_are_each_named() {
+        let chains = [chain("input", Some(HOOK_FORWARD)), chain("to_daemon", None)];
+        let rules = [
+            queue(FAMILY_INET, "knock_nfq", 1, 1, QueueMode::FailClosed),
+            queue(10, "filter", 2, 1, QueueMode::Bypass),
+            queue(2, "other_program", 7, 1, QueueMode::Bypass),
+        ];
+        let audit = audit("knock_nfq", &chains, &rules, &[0, 2]);
+        assert_eq!(
+            audit.findings,
+            [
+                Finding::WrongHook { chain: "input" },
+                Finding::MissingChain { chain: "forward" },
+                Finding::Unserved {
+                    queue: 1,
+                    rule: "inet knock_nfq chain to_daemon: queue 1".into()
+                },
+                Finding::Bypass {
+                    rule: "ip6 filter chain to_daemon: queue 2".into()
+                },
+                Finding::Unfed { queue: 0 },
+            ],
+            "another program's queue 7 is none of our business"
+        );
+    }
+}
