@@ -1,10 +1,12 @@
-//! Queued packets into [`Knock`]s, without copying.
+//! Queued packets into [`Knock`]s (and their destination), without copying.
 //!
 //! NFQUEUE hands over the packet from its IP header on, cut to the copy range (about 128 bytes),
 //! so the IP layer is parsed laxly (etherparse: IPv4 options, IPv6 extension headers, lengths
 //! that exceed the copy) and the transport fields are read straight from the first bytes of the
 //! transport header: ports at 0..4, TCP flags at 13. Anything else is a [`PacketError`], which
 //! the worker counts and drops; it never panics.
+
+use std::net::IpAddr;
 
 use etherparse::{IpNumber, LaxIpSlice};
 
@@ -48,8 +50,15 @@ impl PacketError {
 const TCP_NEEDED: usize = 14;
 const UDP_NEEDED: usize = 4;
 
+/// A queued packet: what the engine steps on, and where it was going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    pub knock: Knock,
+    pub destination: IpAddr,
+}
+
 /// Parses one queued packet.
-pub fn parse(packet: &[u8]) -> Result<Knock, PacketError> {
+pub fn parse(packet: &[u8]) -> Result<Packet, PacketError> {
     let (ip, _ext_header_error) =
         LaxIpSlice::from_slice(packet).map_err(|_| PacketError::BadIpHeader)?;
     let payload = ip.payload();
@@ -71,11 +80,15 @@ pub fn parse(packet: &[u8]) -> Result<Knock, PacketError> {
         Proto::Tcp => header[13],
         Proto::Udp => 0,
     };
-    Ok(Knock {
+    let knock = Knock {
         source: ip.source_addr(),
         proto,
         port,
         tcp_flags,
+    };
+    Ok(Packet {
+        knock,
+        destination: ip.destination_addr(),
     })
 }
 
@@ -97,8 +110,9 @@ mod tests {
 
     #[test]
     fn ipv4_tcp_syn() {
-        let knock = parse(&tcp_v4(7000)).unwrap();
-        assert_eq!(knock.source, std::net::IpAddr::from([192, 0, 2, 7]));
+        let Packet { knock, destination } = parse(&tcp_v4(7000)).unwrap();
+        assert_eq!(knock.source, IpAddr::from([192, 0, 2, 7]));
+        assert_eq!(destination, IpAddr::from([192, 0, 2, 1]));
         assert_eq!(
             (knock.proto, knock.port, knock.tcp_flags),
             (Proto::Tcp, 7000, SYN)
@@ -122,15 +136,12 @@ mod tests {
         packet.extend_from_slice(&plain[40..]);
         let len = u16::try_from(packet.len() - 40).unwrap();
         packet[4..6].copy_from_slice(&len.to_be_bytes());
-        let knock = parse(&packet).unwrap();
+        let knock = parse(&packet).unwrap().knock;
         assert_eq!(
             (knock.proto, knock.port, knock.tcp_flags),
             (Proto::Udp, 9000, 0)
         );
-        assert_eq!(
-            knock.source,
-            "2001:db8::9".parse::<std::net::IpAddr>().unwrap()
-        );
+        assert_eq!(knock.source, "2001:db8::9".parse::<IpAddr>().unwrap());
     }
 
     #[test]
@@ -142,14 +153,14 @@ mod tests {
         packet.extend_from_slice(&plain[20..]);
         let len = u16::try_from(packet.len()).unwrap();
         packet[2..4].copy_from_slice(&len.to_be_bytes());
-        assert_eq!(parse(&packet).unwrap().port, 8000);
+        assert_eq!(parse(&packet).unwrap().knock.port, 8000);
     }
 
     #[test]
     fn copy_range_cut_with_wrong_total_length_still_parses() {
         let mut packet = tcp_v4(7000);
         packet[2..4].copy_from_slice(&1500u16.to_be_bytes());
-        assert_eq!(parse(&packet).unwrap().port, 7000);
+        assert_eq!(parse(&packet).unwrap().knock.port, 7000);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Metrics {
     registry: Registry,
     pub verdict_accept: IntCounter,
     pub verdict_drop: IntCounter,
+    /// `knock_nfq_held_connections_total{result}`: connections that raced their own knock.
+    pub held_admitted: IntCounter,
+    pub held_dropped: IntCounter,
     knocks: IntCounterVec,
     grants: IntCounterVec,
     refused: IntCounterVec,
@@ -129,6 +132,13 @@ impl Metrics {
             "Verdicts sent for queued packets.",
             &["verdict"],
         );
+        let held = counter_vec(
+            &registry,
+            "knock_nfq_held_connections_total",
+            "New connections to a protected service that the kernel queued because their source \
+             knocked in the last 5 s: admitted (the source held a grant by then) or dropped.",
+            &["result"],
+        );
         let packet_errors = counter_vec(
             &registry,
             "knock_nfq_packet_errors_total",
@@ -165,6 +175,8 @@ impl Metrics {
             last_reload_success,
             verdict_accept: verdicts.with_label_values(&["accept"]),
             verdict_drop: verdicts.with_label_values(&["drop"]),
+            held_admitted: held.with_label_values(&["admitted"]),
+            held_dropped: held.with_label_values(&["dropped"]),
             knocks: counter_vec(
                 &registry,
                 "knock_nfq_knocks_total",

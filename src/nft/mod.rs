@@ -3,6 +3,7 @@
 //! (`Nft::commit`); every reply is read and mapped back to the message it answers.
 
 pub mod keys;
+mod lookup;
 mod ruleset;
 pub mod sets;
 mod socket;
@@ -17,6 +18,7 @@ use nftnl::{Batch, MsgType};
 
 use crate::config::{Action, Config, Door, Proto, ScanPolicy, Target};
 use crate::engine::{Grant, GrantSpec};
+pub use lookup::Attempt;
 pub use ruleset::{Audit, Finding};
 use sets::SetSpec;
 use socket::{Reply, Socket};
@@ -83,6 +85,7 @@ impl Label {
             ElemOp::Add => format!("adding elements to set {}", self.set),
             ElemOp::Destroy => format!("removing elements from set {}", self.set),
             ElemOp::Flush => format!("flushing set {}", self.set),
+            ElemOp::Get => format!("looking up an element of set {}", self.set),
         }
     }
 }

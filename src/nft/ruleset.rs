@@ -42,6 +42,11 @@ pub enum Finding {
     Bypass {
         rule: String,
     },
+    /// `to_daemon` queues nothing itself (it marks, for an iptables-nft NFQUEUE rule), and no
+    /// such rule runs in this hook: what the chain sends there leaves it unjudged and accepted.
+    UnqueuedHook {
+        hook: &'static str,
+    },
 }
 
 /// What `check` learned from the running ruleset.
@@ -124,6 +129,21 @@ pub fn audit(table: &str, chains: &[ChainInfo], rules: &[QueueRule], queues: &[u
             });
         }
     }
+    let in_to_daemon =
+        |r: &QueueRule| r.family == FAMILY_INET && r.table == table && r.chain == "to_daemon";
+    if !rules.iter().any(|r| serves(r) && in_to_daemon(r)) {
+        for (hook, name) in [(HOOK_INPUT, "input"), (HOOK_FORWARD, "forward")] {
+            let fed_here = rules.iter().filter(|r| serves(r)).any(|r| {
+                chains.iter().any(|c| {
+                    (c.family, &c.table, &c.name) == (r.family, &r.table, &r.chain)
+                        && c.hook == Some(hook)
+                })
+            });
+            if !fed_here {
+                findings.push(Finding::UnqueuedHook { hook: name });
+            }
+        }
+    }
     for &queue in queues {
         let fed = rules
             .iter()
@@ -174,6 +194,12 @@ impl fmt::Display for Finding {
                 f,
                 "{rule}, but the daemon does not read queue {queue} (daemon.queues): those \
                  packets are dropped unjudged"
+            ),
+            Finding::UnqueuedHook { hook } => write!(
+                f,
+                "chain to_daemon has no queue statement, and no NFQUEUE rule runs in the {hook} \
+                 hook: packets it marks there end unjudged and are accepted (add an iptables-nft \
+                 NFQUEUE rule on the mark to the {hook} hook, as tests/netns/ruleset does)"
             ),
             Finding::Bypass { rule } => write!(
                 f,
@@ -226,11 +252,32 @@ mod tests {
     }
 
     #[test]
-    fn an_iptables_fallback_rule_in_another_table_feeds_the_queue() {
-        let rules = [queue(2, "filter", 0, 2, QueueMode::FailClosed)];
-        let audit = audit("knock_nfq", &shipped_chains(), &rules, &[0, 1]);
-        assert_eq!(audit.findings, []);
-        assert_eq!(audit.feeders, ["ip filter chain to_daemon: queues 0-1"]);
+    fn iptables_fallback_rules_feed_the_queue_in_both_hooks_or_are_named_missing() {
+        let mut chains = shipped_chains();
+        let ip_filter = |name: &str, hook| ChainInfo {
+            family: 2,
+            table: "filter".into(),
+            name: name.into(),
+            hook: Some(hook),
+        };
+        chains.push(ip_filter("INPUT", HOOK_INPUT));
+        chains.push(ip_filter("FORWARD", HOOK_FORWARD));
+        let nfqueue = |chain: &str| QueueRule {
+            chain: chain.into(),
+            ..queue(2, "filter", 0, 2, QueueMode::FailClosed)
+        };
+        let both = [nfqueue("INPUT"), nfqueue("FORWARD")];
+        let found = audit("knock_nfq", &chains, &both, &[0, 1]);
+        assert_eq!(found.findings, []);
+        assert_eq!(
+            found.feeders,
+            [
+                "ip filter chain INPUT: queues 0-1",
+                "ip filter chain FORWARD: queues 0-1"
+            ]
+        );
+        let found = audit("knock_nfq", &chains, &both[..1], &[0, 1]);
+        assert_eq!(found.findings, [Finding::UnqueuedHook { hook: "forward" }]);
     }
 
     #[test]
@@ -254,6 +301,8 @@ mod tests {
                 Finding::Bypass {
                     rule: "ip6 filter chain to_daemon: queue 2".into()
                 },
+                Finding::UnqueuedHook { hook: "input" },
+                Finding::UnqueuedHook { hook: "forward" },
                 Finding::Unfed { queue: 0 },
             ],
             "another program's queue 7 is none of our business"

@@ -153,8 +153,14 @@ pub const BLOCKED6: SetSpec = spec("blocked6", &[IPV6_ADDR], flag::TIMEOUT);
 /// every new TCP/UDP connection (fail closed).
 pub const READY: SetSpec = spec("ready", &[INET_PROTO], 0);
 
+/// Sources that sent a knock in the last seconds, which the kernel itself adds (`update` on the
+/// knock-port rule). Their new connections to protected services are queued behind their knocks
+/// instead of dropped, so a connection sent right after the last knock is not lost.
+pub const RECENT4: SetSpec = spec("recent4", &[IPV4_ADDR], flag::TIMEOUT);
+pub const RECENT6: SetSpec = spec("recent6", &[IPV6_ADDR], flag::TIMEOUT);
+
 /// Every set the daemon needs, in the order `check` reports them.
-pub const ALL: [SetSpec; 13] = [
+pub const ALL: [SetSpec; 15] = [
     GUARDED_IFACES,
     KNOCK_PORTS,
     WATCH_PROTOS,
@@ -168,6 +174,8 @@ pub const ALL: [SetSpec; 13] = [
     BLOCKED4,
     BLOCKED6,
     READY,
+    RECENT4,
+    RECENT6,
 ];
 
 #[cfg(test)]
@@ -215,6 +223,8 @@ mod tests {
                 ("blocked4", 4),
                 ("blocked6", 16),
                 ("ready", 1),
+                ("recent4", 4),
+                ("recent6", 16),
             ]
         );
     }

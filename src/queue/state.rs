@@ -6,16 +6,20 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::{DoorMetrics, Metrics};
 
+use super::protected::Protected;
+
 #[derive(Debug)]
 pub struct Shard {
     pub engine: Engine,
     pub door_metrics: Vec<DoorMetrics>,
+    /// The same for every shard; here so that a reload swaps it with the doors.
+    pub protected: Arc<Protected>,
 }
 
 #[derive(Debug)]
@@ -29,11 +33,13 @@ impl State {
     pub fn new(config: &Config, shard_count: usize, metrics: Metrics) -> State {
         let shard_count = shard_count.max(1);
         let per_shard = config.daemon.max_sources.div_ceil(shard_count);
+        let protected = Arc::new(Protected::new(&config.doors));
         let shards = (0..shard_count)
             .map(|_| {
                 Mutex::new(Shard {
                     engine: Engine::new(config.doors.clone(), per_shard),
                     door_metrics: config.doors.iter().map(|d| metrics.door(d)).collect(),
+                    protected: Arc::clone(&protected),
                 })
             })
             .collect();
@@ -60,11 +66,13 @@ impl State {
             .active_grants
             .replace_doors(&config.doors, config.daemon.max_sources);
         let per_shard = config.daemon.max_sources.div_ceil(self.shards.len());
+        let protected = Arc::new(Protected::new(&config.doors));
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let before = shard.engine.tracked_sources();
             shard.engine.replace_doors(config.doors.clone(), per_shard);
             shard.door_metrics = config.doors.iter().map(|d| self.metrics.door(d)).collect();
+            shard.protected = Arc::clone(&protected);
             let after = shard.engine.tracked_sources();
             self.metrics.tracked_sources.add(gauge_delta(before, after));
         }

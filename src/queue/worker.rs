@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
+use super::held::{self, Held, HeldConnection, Recheck};
 use super::limit::{Backoff, ErrorStreak, Gate, RateLimit};
+use super::protected::Hook;
 use super::state::{Shard, State, gauge_delta};
 use crate::config::Action;
-use crate::engine::{DoorEvent, Eviction, Grant, GrantSpec, Knock, KnockResult, Verdict};
+use crate::engine::{DoorEvent, Eviction, Grant, GrantSpec, KnockResult, Verdict};
 use crate::metrics::DoorMetrics;
-use crate::nft::{Nft, NftError};
-use crate::packet;
+use crate::nft::{Attempt, Nft, NftError};
+use crate::packet::{self, Packet};
 
 /// At most one warning per this interval for receive and verdict errors...
 const ERROR_WARNING_INTERVAL: Duration = Duration::from_secs(1);
@@ -26,6 +28,20 @@ const EVICTION_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 const CLOSE_ATTEMPTS: u32 = 3;
 /// How long a worker pauses when the same receive error keeps repeating.
 const ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// What a worker does with a packet it received.
+enum Decision {
+    Now(Verdict),
+    /// Hold it until its grant is in the kernel (or its deadline passes).
+    Hold(Attempt),
+}
+
+/// What stepping a packet came to.
+enum Step {
+    Judged(Verdict),
+    /// A connection to a protected service, for the kernel's grant set to decide.
+    Held(Attempt),
+}
 
 /// A worker ready to run on its own thread.
 pub struct Worker {
@@ -41,6 +57,10 @@ pub struct Worker {
     grant_failure_warnings: RateLimit,
     /// Grants of the packet being decided, each with its door's counters; reused.
     pending: Vec<(Grant, DoorMetrics)>,
+    /// Connections that raced their knock, waiting for its grant.
+    held: Held<nfq::Message>,
+    /// Whether a grant was committed since the held connections were last looked up.
+    recheck: Recheck,
 }
 
 impl std::fmt::Debug for Worker {
@@ -78,6 +98,8 @@ impl Worker {
             receive_errors: ErrorStreak::default(),
             grant_failure_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
             pending: Vec::new(),
+            held: Held::default(),
+            recheck: Recheck::Expired,
         }
     }
 
@@ -92,13 +114,23 @@ impl Worker {
     fn run(mut self) {
         debug!(queue = self.num, "worker started");
         while !self.stop.load(Ordering::Acquire) {
+            // With connections held, the clock matters even when no packet comes.
+            self.queue.set_nonblocking(!self.held.is_empty());
             match self.queue.recv() {
                 Ok(message) => {
                     self.receive_errors.clear();
                     self.answer(message);
                 }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => thread::sleep(held::POLL),
                 Err(err) => self.receive_failed(&err),
             }
+            if !self.held.is_empty() {
+                self.settle_held(Instant::now());
+            }
+        }
+        for connection in self.held.take_all() {
+            self.state.metrics.held_dropped.inc();
+            self.send(connection.message, Verdict::Drop, connection.received);
         }
         self.drain();
         debug!(queue = self.num, "worker stopped");
@@ -140,7 +172,7 @@ impl Worker {
         }
     }
 
-    fn warn_rate_limited(&mut self, what: &str, err: &io::Error) {
+    fn warn_rate_limited(&mut self, what: &str, err: &dyn std::error::Error) {
         if let Gate::Report { events } = self.error_warnings.check(Instant::now()) {
             warn!(queue = self.num, error = %err, events, "{what}");
         }
@@ -158,20 +190,38 @@ impl Worker {
         }
     }
 
-    /// Decides and sends the verdict for one packet. Never returns without a verdict sent.
-    fn answer(&mut self, mut message: nfq::Message) {
+    /// Decides and sends the verdict for one packet, or holds it (a connection waiting for its
+    /// grant, which gets its verdict from [`Worker::settle_held`]).
+    fn answer(&mut self, message: nfq::Message) {
         let received = Instant::now();
-        let payload = message.get_payload();
+        let (payload, hook) = (message.get_payload(), Hook::from_number(message.get_hook()));
         // A bug must not cost the packet its verdict (it would stay queued) nor the worker.
-        let decided = panic::catch_unwind(AssertUnwindSafe(|| self.decide(received, payload)));
-        let verdict = decided.unwrap_or_else(|_| {
+        let decided =
+            panic::catch_unwind(AssertUnwindSafe(|| self.decide(received, payload, hook)));
+        let decision = decided.unwrap_or_else(|_| {
             self.state.metrics.queue_errors.inc();
             error!(
                 queue = self.num,
                 "deciding a packet panicked; it was dropped"
             );
-            Verdict::Drop
+            Decision::Now(Verdict::Drop)
         });
+        let attempt = match decision {
+            Decision::Now(verdict) => return self.send(message, verdict, received),
+            Decision::Hold(attempt) => attempt,
+        };
+        let connection = HeldConnection {
+            message,
+            attempt,
+            received,
+        };
+        if let Err(connection) = self.held.hold(connection) {
+            self.state.metrics.held_dropped.inc();
+            self.send(connection.message, Verdict::Drop, received);
+        }
+    }
+
+    fn send(&mut self, mut message: nfq::Message, verdict: Verdict, received: Instant) {
         let metrics = &self.state.metrics;
         match verdict {
             Verdict::Accept => {
@@ -193,30 +243,78 @@ impl Worker {
             .observe(received.elapsed().as_secs_f64());
     }
 
-    fn decide(&mut self, now: Instant, payload: &[u8]) -> Verdict {
-        let knock = match packet::parse(payload) {
-            Ok(knock) => knock,
+    /// Admits the held connections whose grant is in the kernel now, drops the expired.
+    fn settle_held(&mut self, now: Instant) {
+        let recheck = std::mem::replace(&mut self.recheck, Recheck::Expired);
+        for connection in self.held.due(now, recheck) {
+            let verdict = match self.is_granted(connection.attempt) {
+                true => Verdict::Accept,
+                false if held::expired(connection.received, now) => Verdict::Drop,
+                false => {
+                    // Still within its deadline: room was made for it by taking it out.
+                    let _ = self.held.hold(connection);
+                    continue;
+                }
+            };
+            self.settled(connection, verdict);
+        }
+    }
+
+    fn settled(&mut self, connection: HeldConnection<nfq::Message>, verdict: Verdict) {
+        let metrics = &self.state.metrics;
+        match verdict {
+            Verdict::Accept => metrics.held_admitted.inc(),
+            Verdict::Drop => metrics.held_dropped.inc(),
+        }
+        self.send(connection.message, verdict, connection.received);
+    }
+
+    fn decide(&mut self, now: Instant, payload: &[u8], hook: Hook) -> Decision {
+        let packet = match packet::parse(payload) {
+            Ok(packet) => packet,
             Err(err) => {
                 // Not judged, so not let through: the queue fails closed.
                 self.state.metrics.packet_error(err).inc();
-                return Verdict::Drop;
+                return Decision::Now(Verdict::Drop);
             }
         };
-        let verdict = self.step(now, &knock);
+        let verdict = match self.step(now, hook, &packet) {
+            Step::Judged(verdict) => verdict,
+            Step::Held(attempt) if self.is_granted(attempt) => {
+                self.state.metrics.held_admitted.inc();
+                Verdict::Accept
+            }
+            Step::Held(attempt) => return Decision::Hold(attempt),
+        };
         if !self.pending.is_empty() {
             self.commit_pending();
         }
-        verdict
+        Decision::Now(verdict)
+    }
+
+    /// Whether the kernel holds the grant a held connection asks for; a failed lookup is a no.
+    fn is_granted(&mut self, attempt: Attempt) -> bool {
+        self.nft.is_granted(attempt).unwrap_or_else(|err| {
+            self.state.metrics.nft_errors.inc();
+            self.warn_rate_limited("looking up a grant failed; the connection waits", &err);
+            false
+        })
     }
 
     /// Steps the source's engine under its shard lock and takes the grants out, so the netlink
-    /// commit that follows does not hold up other sources of the shard.
-    fn step(&mut self, now: Instant, knock: &Knock) -> Verdict {
+    /// commit that follows does not hold up other sources of the shard. A connection to a
+    /// protected service is held for the kernel's grant set to decide instead.
+    fn step(&mut self, now: Instant, hook: Hook, packet: &Packet) -> Step {
+        let knock = &packet.knock;
         let mut guard = self.state.shard(knock.source);
         let Shard {
             engine,
             door_metrics,
+            protected,
         } = &mut *guard;
+        if let Some(attempt) = protected.attempt(hook, packet) {
+            return Step::Held(attempt);
+        }
         let before = engine.tracked_sources();
         let outcome = engine.on_packet(now, knock);
         let (verdict, eviction) = (outcome.verdict, outcome.eviction);
@@ -250,7 +348,7 @@ impl Worker {
                 .tracked_sources
                 .add(gauge_delta(before, after));
         }
-        verdict
+        Step::Judged(verdict)
     }
 
     /// Commits the pending grants in one batch before the verdict goes out, so the client's
@@ -309,8 +407,9 @@ impl Worker {
         let result = self
             .nft
             .apply_grants(self.pending.iter().map(|(grant, _)| grant));
-        if result.is_err() {
-            self.state.metrics.nft_errors.inc();
+        match &result {
+            Ok(()) => self.recheck = Recheck::All,
+            Err(_) => self.state.metrics.nft_errors.inc(),
         }
         result
     }

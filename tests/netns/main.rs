@@ -4,6 +4,7 @@
 //! dropped, a counter moved by exactly one.
 
 mod client;
+mod first_syn;
 mod harness;
 mod limits;
 mod ops;
@@ -484,11 +485,15 @@ fn check_ruleset_names_a_missing_chain_a_bypass_queue_and_a_queue_nobody_feeds()
         t.gw.exec("nft", &[rules]);
     }
     for tables in ["iptables-nft", "ip6tables-nft"] {
-        t.gw.exec(tables, &["-F", "INPUT"]);
+        t.gw.exec(tables, &["-F"]);
     }
     let (code, text) = check();
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("chain forward is missing"), "{text}");
+    assert!(
+        text.contains("no NFQUEUE rule runs in the input hook"),
+        "{text}"
+    );
     assert!(
         text.contains("no rule queues packets to queue 0, which the daemon reads"),
         "{text}"

@@ -24,6 +24,7 @@ const FAMILY_INET: u16 = 1;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_GETSET: u16 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
 /// Delete if present, no ENOENT (kernel 6.3+; Debian 12's headers predate it).
 const NFT_MSG_DESTROYSETELEM: u16 = 30;
@@ -48,6 +49,9 @@ pub enum ElemOp {
     Destroy,
     /// Remove every element (a delete message with no element list).
     Flush,
+    /// Look the listed element up: a `NEWSETELEM` reply if present (and not expired), else
+    /// ENOENT.
+    Get,
 }
 
 impl ElemOp {
@@ -56,6 +60,7 @@ impl ElemOp {
             ElemOp::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK),
             ElemOp::Destroy => (NFT_MSG_DESTROYSETELEM, NLM_F_ACK),
             ElemOp::Flush => (NFT_MSG_DELSETELEM, NLM_F_ACK),
+            ElemOp::Get => (NFT_MSG_GETSETELEM, NLM_F_ACK),
         }
     }
 }
@@ -81,13 +86,13 @@ impl ElemMsg {
         }
     }
 
-    /// Appends an element. `timeout` sets both its lifetime and its remaining time, so adding an
-    /// element that exists re-arms its countdown instead of failing.
     /// Whether another element may be pushed (see [`MAX_ELEMS_PER_MESSAGE`]).
     pub fn has_room(&self) -> bool {
         self.len < MAX_ELEMS_PER_MESSAGE
     }
 
+    /// Appends an element. `timeout` sets both its lifetime and its remaining time, so adding an
+    /// element that exists re-arms its countdown instead of failing.
     pub fn push(&mut self, key: &[u8], flags: u32, timeout: Option<Duration>) {
         assert!(
             self.has_room(),
@@ -133,6 +138,19 @@ unsafe impl NlMsg for ElemMsg {
             unsafe { sys::nftnl_nlmsg_build_hdr(buf.cast(), msg_type, FAMILY_INET, flags, seq) };
         // SAFETY: header points into buf, right after which the payload fits; the set is live.
         unsafe { sys::nftnl_set_elems_nlmsg_build_payload(header, self.set.as_ptr()) };
+    }
+}
+
+impl ElemMsg {
+    /// Writes this message alone, outside a batch (a lookup), into `buf` (cleared first).
+    pub fn standalone(&self, buf: &mut Vec<u8>, seq: u32) {
+        buf.clear();
+        buf.resize(nftnl::nft_nlmsg_maxsize() as usize, 0);
+        // SAFETY: buf holds nft_nlmsg_maxsize() bytes, as the NlMsg contract requires.
+        unsafe { self.write(buf.as_mut_ptr().cast(), seq, MsgType::Add) };
+        // SAFETY: write put one whole message at the start of buf, its header first.
+        let len = unsafe { (*buf.as_ptr().cast::<libc::nlmsghdr>()).nlmsg_len } as usize;
+        buf.truncate(len);
     }
 }
 
