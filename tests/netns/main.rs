@@ -474,7 +474,7 @@ fn until_the_daemon_fills_the_sets_every_new_connection_is_dropped() {
     // until the restarted daemon refills it.
     daemon.kill9();
     t.gw.exec("nft", &["delete table inet knock_nfq"]);
-    netns::run_ok(std::process::Command::new(ruleset_script()).arg(&t.gw.name));
+    t.reload_ruleset();
     assert_closed(&t, OTHER4, &[GW_OPEN4, GW_SSH4]);
     daemon.restart(&t.gw);
     assert_open(&t, OTHER4, GW_OPEN4, "open");
@@ -624,7 +624,7 @@ fn a_ruleset_loaded_anew_under_the_daemon_is_refilled_at_once() {
 
     // As `systemctl reload nftables` does with a ruleset that starts with `flush ruleset`.
     t.gw.exec("nft", &["delete", "table", "inet", "knock_nfq"]);
-    netns::run_ok(std::process::Command::new(ruleset_script()).arg(&t.gw.name));
+    t.reload_ruleset();
     sleep(Duration::from_millis(1500));
 
     // The grant went with the old table, and the new one guards again: the daemon refilled it.
