@@ -1,7 +1,8 @@
 //! The daemon the demo runs on its gateway, and the files it needs.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -36,6 +37,19 @@ impl Files {
         self.dir().join("knock-nfq.toml")
     }
 
+    /// Writes the config readable by root alone, as the daemon wants a file holding sequences.
+    fn write_config(&self, config: &str) -> Result<PathBuf, DemoError> {
+        let path = self.config();
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut file| file.write_all(config.as_bytes()))
+            .map_err(|e| DemoError::Io("writing the demo config".into(), e))?;
+        Ok(path)
+    }
+
     fn notify(&self) -> PathBuf {
         self.dir().join("notify")
     }
@@ -53,14 +67,13 @@ impl Daemon {
         config: &str,
         files: &Files,
     ) -> Result<Daemon, DemoError> {
-        fs::write(files.config(), config)
-            .map_err(|e| DemoError::Io("writing the demo config".into(), e))?;
+        let config = files.write_config(config)?;
         let notify = UnixDatagram::bind(files.notify())
             .map_err(|e| DemoError::Io("binding the notify socket".into(), e))?;
         let child = gw
             .command(binary.to_str().unwrap_or("knock-nfq"))
             .args(["run", "--config"])
-            .arg(files.config())
+            .arg(&config)
             .env("NOTIFY_SOCKET", files.notify())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -123,6 +136,11 @@ mod tests {
         for path in [files.config(), files.notify()] {
             assert_eq!(path.parent(), Some(files.dir()));
         }
+
+        let config = files.write_config("[daemon]\n").unwrap();
+        assert_eq!(fs::read_to_string(&config).unwrap(), "[daemon]\n");
+        let mode = fs::metadata(&config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the knock sequences are root's alone");
 
         let dir = files.dir().to_owned();
         drop(files);

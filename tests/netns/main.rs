@@ -656,3 +656,16 @@ fn knocking_again_re_arms_the_grant_without_an_error() {
     );
     assert_eq!(metrics.value("knock_nfq_nft_errors_total", &[]), 0.0);
 }
+
+#[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
+fn with_the_daemon_gone_what_the_ruleset_queues_is_dropped_not_let_through() {
+    require_netns!();
+    let (t, mut daemon) = start();
+    serve(&t.gw, 7000, "knock port");
+    daemon.kill9();
+    // The sets stay filled, so the knock port is still queued; with no `bypass` on the queue
+    // (nft's, or the iptables-nft fallback's) the kernel drops what no daemon answers.
+    assert_closed(&t, CLIENT4, &["192.0.2.1:7000"]);
+    assert_closed(&t, CLIENT6, &["[2001:db8:1::1]:7000"]);
+}
