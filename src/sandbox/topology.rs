@@ -8,7 +8,7 @@ use super::{Netns, SandboxError};
 
 pub const GW4: &str = "192.0.2.1";
 pub const CLIENT4: &str = "192.0.2.2";
-/// A second source on the client side, never picked as a default source address.
+/// A second source on the client side (grants must not leak to it), never a default source.
 pub const OTHER4: &str = "192.0.2.3";
 pub const GW6: &str = "2001:db8:1::1";
 pub const CLIENT6: &str = "2001:db8:1::2";
@@ -96,6 +96,7 @@ fn add_address(ns: &Netns, dev: &str, addr: &str) -> Result<(), SandboxError> {
     if ipv6 {
         args.push("nodad");
     }
+    // Deprecated at once, so only a socket bound to it explicitly uses it.
     if addr == OTHER4 || addr == OTHER6 {
         args.extend(["preferred_lft", "0"]);
     }
