@@ -27,7 +27,10 @@
 //!   and rendered as this project's TOML, with a comment for whatever could not be translated.
 //! - [`cli`]: the command line and the commands that are not the daemon (`check`, `knock`,
 //!   `import-knockd`).
-//! - [`demo`]: `knock-nfq demo`, the whole product in a throw-away namespace sandbox.
+//! - [`sandbox`]: throw-away networks of namespaces (client, gateway, LAN host) with the shipped
+//!   ruleset loaded, and the iptables-nft queue fallback for kernels without nft's `queue`.
+//!   The code behind `knock-nfq demo` and the netns tests; nothing else imports it.
+//! - [`demo`]: `knock-nfq demo`, the whole product on a [`sandbox`], narrated step by step.
 //!
 //! The binary (`main.rs`) only parses arguments, loads the config, sets up tracing and calls in.
 
@@ -42,3 +45,4 @@ pub mod metrics;
 pub mod nft;
 pub mod packet;
 pub mod queue;
+pub mod sandbox;

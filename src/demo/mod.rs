@@ -2,21 +2,17 @@
 //! a gateway running the real daemon on real netfilter, and a LAN host behind it. Narrates each
 //! step and succeeds only if each behaved as expected; cleans up on failure and Ctrl-C too.
 
-mod sandbox;
+mod daemon;
 
-use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::UnixDatagram;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sandbox::{CLIENT, GATEWAY, LAN_HOST, Netns, Sandbox};
-
-/// The ruleset the demo loads: the one shipped in `deploy/`.
-const RULESET: &str = include_str!("../../deploy/nftables.conf");
+use crate::sandbox::{self, CLIENT4, GW4, LAN4, SandboxError, Session, Topology, ruleset, serve};
+use daemon::{Daemon, Files};
 
 const CONFIG: &str = r#"[daemon]
 interfaces = ["wan0"]
@@ -38,8 +34,8 @@ const PACKAGES: [&str; 3] = ["iproute2", "nftables", "iptables"];
 pub enum DemoError {
     #[error("the demo needs root (network namespaces, nftables, NFQUEUE): run it with sudo")]
     NotRoot,
-    #[error("{0} failed: {1}")]
-    Command(String, String),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
     #[error("{0}")]
     Io(String, #[source] io::Error),
     #[error("unexpected: {0}")]
@@ -65,16 +61,18 @@ pub fn run(binary: &Path, out: &mut impl Write) -> Result<(), DemoError> {
     );
     let _ = writeln!(
         out,
-        "  client {CLIENT} ── {GATEWAY} [gateway] 198.51.100.1 ── {LAN_HOST} LAN host\n"
+        "  client {CLIENT4} ── {GW4} [gateway] 198.51.100.1 ── {LAN4} LAN host\n"
     );
-    let result = Sandbox::build().and_then(|sandbox| {
-        Demo {
-            sandbox: &sandbox,
-            out,
-            step: 0,
-        }
-        .run(binary)
-    });
+    let result = Topology::build("kdemo-")
+        .map_err(DemoError::from)
+        .and_then(|sandbox| {
+            Demo {
+                sandbox: &sandbox,
+                out,
+                step: 0,
+            }
+            .run(binary)
+        });
     let _ = writeln!(out, "\nRemoved the namespaces, and with them the daemon.");
     if result.is_ok() {
         let _ = writeln!(out, "Every step behaved as expected.");
@@ -83,7 +81,7 @@ pub fn run(binary: &Path, out: &mut impl Write) -> Result<(), DemoError> {
 }
 
 struct Demo<'a, W: Write> {
-    sandbox: &'a Sandbox,
+    sandbox: &'a Topology,
     out: &'a mut W,
     step: usize,
 }
@@ -107,40 +105,40 @@ impl<W: Write> Demo<'_, W> {
 
     fn run(mut self, daemon: &Path) -> Result<(), DemoError> {
         self.say("Loading deploy/nftables.conf (table inet knock_nfq) into the gateway")?;
-        let mode = self.sandbox.load_ruleset(RULESET)?;
+        let mode = ruleset::load(&self.sandbox.gw, ruleset::SHIPPED)?;
         self.done(&format!("ok (mode: {mode})"));
 
         self.say(
             "Starting knock-nfq on the gateway, with door \"ssh\": 7000/tcp 8000/tcp 9000/udp",
         )?;
-        serve(&self.sandbox.gateway, 22, "SSH-2.0-knock-nfq-demo")?;
+        serve(&self.sandbox.gw, 22, "SSH-2.0-knock-nfq-demo")?;
         serve(&self.sandbox.lan, 80, "hello from the LAN host")?;
-        let dir = tempdir()?;
-        let _daemon = Daemon::start(&self.sandbox.gateway, daemon, &dir)?;
+        let files = Files::create()?;
+        let _daemon = Daemon::start(&self.sandbox.gw, daemon, CONFIG, &files)?;
         self.done("ready (it told systemd's notify socket READY=1)");
 
-        self.say(&format!("client → {GATEWAY}:22 (ssh) before knocking"))?;
+        self.say(&format!("client → {GW4}:22 (ssh) before knocking"))?;
         self.expect_dropped(22)?;
 
         self.say(&format!(
-            "Knocking from the client: knock-nfq knock -v {GATEWAY} 7000 8000 9000:udp"
+            "Knocking from the client: knock-nfq knock -v {GW4} 7000 8000 9000:udp"
         ))?;
         let binary = daemon.to_str().unwrap_or("knock-nfq");
-        let knocked = self.sandbox.client.exec(
-            binary,
-            &["knock", "-v", GATEWAY, "7000", "8000", "9000:udp"],
-        )?;
+        let knocked = self
+            .sandbox
+            .client
+            .exec(binary, &["knock", "-v", GW4, "7000", "8000", "9000:udp"])?;
         self.done("sent; no answer (knock ports look filtered):");
         for line in String::from_utf8_lossy(&knocked.stdout).lines() {
             let _ = writeln!(self.out, "      {line}");
         }
 
-        self.say(&format!("client → {GATEWAY}:22 again"))?;
+        self.say(&format!("client → {GW4}:22 again"))?;
         let greeting = self.expect_admitted(22)?;
         self.done(&format!("connected at once: \"{greeting}\""));
 
         self.say(&format!(
-            "client → {GATEWAY}:8080, port-forwarded to the LAN host {LAN_HOST}:80"
+            "client → {GW4}:8080, port-forwarded to the LAN host {LAN4}:80"
         ))?;
         let greeting = self.expect_admitted(8080)?;
         self.done(&format!("connected: \"{greeting}\""));
@@ -159,16 +157,13 @@ impl<W: Write> Demo<'_, W> {
     }
 
     fn connect(&self, port: u16, timeout: Duration) -> Result<io::Result<String>, DemoError> {
-        let dest: SocketAddr = format!("{GATEWAY}:{port}")
-            .parse()
-            .expect("a literal address");
-        self.sandbox.client.run(move || {
-            let stream = TcpStream::connect_timeout(&dest, timeout)?;
-            stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-            let mut line = String::new();
-            BufReader::new(stream).read_line(&mut line)?;
-            Ok(line.trim_end().to_owned())
-        })
+        let source: IpAddr = CLIENT4.parse().expect("a literal address");
+        let dest = SocketAddr::new(GW4.parse().expect("a literal address"), port);
+        let greeting = self
+            .sandbox
+            .client
+            .run(move || Session::open(source, dest, timeout).map(|s| s.greeting))?;
+        Ok(greeting)
     }
 
     fn expect_dropped(&mut self, port: u16) -> Result<(), DemoError> {
@@ -197,12 +192,12 @@ impl<W: Write> Demo<'_, W> {
     fn grant_line(&self) -> Result<String, DemoError> {
         let out = self
             .sandbox
-            .gateway
+            .gw
             .exec("nft", &["list", "set", "inet", "knock_nfq", "allow4"])?;
         let listing = String::from_utf8_lossy(&out.stdout);
         let start = listing
-            .find(CLIENT)
-            .ok_or_else(|| DemoError::Step(format!("no grant for {CLIENT} in allow4")))?;
+            .find(CLIENT4)
+            .ok_or_else(|| DemoError::Step(format!("no grant for {CLIENT4} in allow4")))?;
         let grant = listing[start..]
             .split(['}', ','])
             .next()
@@ -212,7 +207,7 @@ impl<W: Write> Demo<'_, W> {
     }
 
     fn metrics_excerpt(&self) -> Result<Vec<String>, DemoError> {
-        let body = self.sandbox.gateway.run(|| {
+        let body = self.sandbox.gw.run(|| {
             let mut stream = TcpStream::connect("127.0.0.1:9469")?;
             stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
             let mut body = String::new();
@@ -239,97 +234,6 @@ impl<W: Write> Demo<'_, W> {
             ));
         }
         Ok(lines)
-    }
-}
-
-/// A TCP service in `ns` that greets each client with one line.
-fn serve(ns: &Netns, port: u16, greeting: &'static str) -> Result<(), DemoError> {
-    let listener = ns.run(move || TcpListener::bind(("0.0.0.0", port)))?;
-    let listener = listener.map_err(|e| DemoError::Io(format!("listen on {port}"), e))?;
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let _ = writeln!(stream, "{greeting}");
-        }
-    });
-    Ok(())
-}
-
-/// The daemon process on the gateway; killed when dropped.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(gw: &Netns, binary: &Path, dir: &Path) -> Result<Daemon, DemoError> {
-        let config = dir.join("knock-nfq.toml");
-        fs::write(&config, CONFIG)
-            .map_err(|e| DemoError::Io("writing the demo config".into(), e))?;
-        let notify_path = dir.join("notify");
-        let notify = UnixDatagram::bind(&notify_path)
-            .map_err(|e| DemoError::Io("notify socket".into(), e))?;
-        let child = gw
-            .command(binary.to_str().unwrap_or("knock-nfq"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| DemoError::Io("starting knock-nfq".into(), e))?;
-        let mut daemon = Daemon(child);
-        daemon.wait_ready(&notify)?;
-        Ok(daemon)
-    }
-
-    fn wait_ready(&mut self, notify: &UnixDatagram) -> Result<(), DemoError> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut buf = [0u8; 256];
-        let _ = notify.set_read_timeout(Some(Duration::from_millis(100)));
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return Err(DemoError::Step(format!(
-                    "knock-nfq exited ({status}) before it was ready"
-                )));
-            }
-            if let Ok(n) = notify.recv(&mut buf)
-                && String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1")
-            {
-                return Ok(());
-            }
-        }
-        Err(DemoError::Step(
-            "knock-nfq was not ready within 10 s".into(),
-        ))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A private directory for the demo's config and notify socket, removed afterwards.
-fn tempdir() -> Result<TempDir, DemoError> {
-    let path = std::env::temp_dir().join(format!("knock-nfq-demo-{}", std::process::id()));
-    fs::create_dir_all(&path)
-        .map_err(|e| DemoError::Io(format!("creating {}", path.display()), e))?;
-    Ok(TempDir(path))
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

@@ -33,8 +33,8 @@ pub enum NftError {
     #[error("netlink exchange with nf_tables failed")]
     Io(#[source] io::Error),
     #[error(
-        "table inet {table} does not exist: load the ruleset first (nft -f /etc/knock-nfq/nftables.conf, \
-         or tests/netns/ruleset on a kernel without nft's queue expression)"
+        "table inet {table} does not exist: load the ruleset first (nft -f /etc/knock-nfq/nftables.conf; \
+         a kernel without nft's queue expression needs the README's iptables-nft workaround)"
     )]
     MissingTable { table: String },
     #[error("table inet {table} has no set {set}: expected `{spec}` (is the ruleset out of date?)")]

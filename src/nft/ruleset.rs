@@ -199,7 +199,7 @@ impl fmt::Display for Finding {
                 f,
                 "chain to_daemon has no queue statement, and no NFQUEUE rule runs in the {hook} \
                  hook: packets it marks there end unjudged and are accepted (add an iptables-nft \
-                 NFQUEUE rule on the mark to the {hook} hook, as tests/netns/ruleset does)"
+                 NFQUEUE rule on the mark to the {hook} hook, as the README's Deploy section shows)"
             ),
             Finding::Bypass { rule } => write!(
                 f,

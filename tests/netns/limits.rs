@@ -76,22 +76,10 @@ fn five_thousand_spoofed_completions_stop_at_the_set_size_with_bounded_memory_an
         .replace("[daemon]\n", &format!("[daemon]\nmax_grants = {SIZE}\n"));
     let t = Topology::new();
     // The shipped ruleset with every set of sources at SIZE.
-    let dir = tempfile::tempdir().unwrap();
-    let ruleset = dir.path().join("nftables.conf");
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nftables.conf"))
-            .expect("read the shipped ruleset");
-    std::fs::write(
-        &ruleset,
-        shipped.replace("size 65536;", &format!("size {SIZE};")),
-    )
-    .unwrap();
+    let ruleset =
+        knock_nfq::sandbox::ruleset::SHIPPED.replace("size 65536;", &format!("size {SIZE};"));
     t.gw.exec("nft", &["delete table inet knock_nfq"]);
-    netns::run_ok(
-        std::process::Command::new(ruleset_script())
-            .arg(&t.gw.name)
-            .arg(&ruleset),
-    );
+    load_ruleset(&t.gw, &ruleset);
     let mut daemon = Daemon::start_at_info(&t.gw, &unlimited);
     let rss_before = rss_kib(&daemon);
 

@@ -1,4 +1,5 @@
-//! The netns integration harness: namespaces, the topology, the real daemon, real clients.
+//! The netns integration harness: the library's sandbox (namespaces, the topology, the ruleset
+//! loader, the services) with panicking methods, the real daemon, real clients.
 
 pub mod daemon;
 pub mod knockd;

@@ -1,139 +1,51 @@
-//! client ── wan0 [gateway] lan0 ── LAN host, all in namespaces of their own.
-//!
-//! Addresses are TEST-NET (RFC 5737) and documentation (RFC 3849) prefixes. The gateway runs
-//! the ruleset, the daemon and a service on port 22; the LAN host serves port 80, reachable
-//! through the gateway directly and by DNAT from the gateway's port 8080.
+//! The library's sandbox topology (client ── wan0 [gateway] lan0 ── LAN host) as the tests use
+//! it: the gateway runs the ruleset, the daemon and a service on port 22; the LAN host serves
+//! port 80, reachable through the gateway directly and by DNAT from the gateway's port 8080.
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use knock_nfq::sandbox::{self, ruleset};
+#[allow(unused_imports, reason = "each test file uses its own subset")]
+pub use knock_nfq::sandbox::{
+    CLIENT4, CLIENT6, GW4, GW6, LAN4, LAN6, OTHER4, OTHER6, Session, connect_from,
+};
 
-use super::netns::{Netns, run_ok};
+use super::netns::Netns;
 
-pub const GW4: &str = "192.0.2.1";
-pub const CLIENT4: &str = "192.0.2.2";
-/// A second source on the client side: grants must not leak to it.
-pub const OTHER4: &str = "192.0.2.3";
-pub const GW6: &str = "2001:db8:1::1";
-pub const CLIENT6: &str = "2001:db8:1::2";
-pub const OTHER6: &str = "2001:db8:1::3";
-pub const LAN4: &str = "198.51.100.10";
-pub const LAN6: &str = "2001:db8:2::10";
-
-/// The ruleset loader, as a user runs it.
-pub fn ruleset_script() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/netns/ruleset"))
-}
-
+/// The library's topology with the shipped ruleset loaded, port 22 on the gateway answering
+/// `gw` and port 80 on the LAN host answering `lan`.
 #[derive(Debug)]
 pub struct Topology {
     pub client: Netns,
     pub gw: Netns,
+    #[allow(dead_code, reason = "held: the LAN host lives as long as the topology")]
     pub lan: Netns,
-    /// What `ruleset` printed (its mode).
+    /// How the ruleset was loaded, to print.
     pub ruleset_mode: String,
 }
 
 impl Topology {
     pub fn new() -> Topology {
-        let (client, gw, lan) = (
-            Netns::create("kc"),
-            Netns::create("kg"),
-            Netns::create("kl"),
-        );
-        gw.ip(&[
-            "link",
-            "add",
-            "wan0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &client.name,
-        ]);
-        gw.ip(&[
-            "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", &lan.name,
-        ]);
-        for (ns, dev, addrs) in [
-            (
-                &client,
-                "eth0",
-                [
-                    format!("{CLIENT4}/24"),
-                    format!("{OTHER4}/24"),
-                    format!("{CLIENT6}/64"),
-                    format!("{OTHER6}/64"),
-                ]
-                .as_slice(),
-            ),
-            (
-                &gw,
-                "wan0",
-                [format!("{GW4}/24"), format!("{GW6}/64")].as_slice(),
-            ),
-            (
-                &gw,
-                "lan0",
-                ["198.51.100.1/24".to_owned(), "2001:db8:2::1/64".to_owned()].as_slice(),
-            ),
-            (
-                &lan,
-                "eth0",
-                [format!("{LAN4}/24"), format!("{LAN6}/64")].as_slice(),
-            ),
-        ] {
-            for addr in addrs {
-                // nodad: a tentative IPv6 address would refuse connections for a second or two.
-                let mut args = vec!["addr", "add", addr.as_str(), "dev", dev];
-                if addr.contains(':') {
-                    args.push("nodad");
-                }
-                // The second client addresses are never picked as a default source.
-                if addr.starts_with(OTHER4) || addr.starts_with(OTHER6) {
-                    args.extend(["preferred_lft", "0"]);
-                }
-                ns.ip(&args);
-            }
-            ns.ip(&["link", "set", dev, "up"]);
-        }
-        client.ip(&["route", "add", "198.51.100.0/24", "via", GW4]);
-        client.ip(&["-6", "route", "add", "2001:db8:2::/64", "via", GW6]);
-        lan.ip(&["route", "add", "default", "via", "198.51.100.1"]);
-        lan.ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"]);
-        gw.sysctl("net.ipv4.ip_forward=1");
-        gw.sysctl("net.ipv6.conf.all.forwarding=1");
-        let out = run_ok(std::process::Command::new(ruleset_script()).arg(&gw.name));
-        let ruleset_mode = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let topology = Topology {
+        let sandbox::Topology { client, gw, lan } =
+            sandbox::Topology::build("k").unwrap_or_else(|e| panic!("{e}"));
+        let (client, gw, lan) = (Netns::from(client), Netns::from(gw), Netns::from(lan));
+        let mode = load_ruleset(&gw, ruleset::SHIPPED);
+        serve(&gw, 22, "gw");
+        serve(&lan, 80, "lan");
+        Topology {
+            ruleset_mode: format!("ruleset: loaded into netns {} (mode: {mode})", gw.name),
             client,
             gw,
             lan,
-            ruleset_mode,
-        };
-        topology.add_port_forward();
-        topology.start_services();
-        topology
+        }
     }
 
-    /// gateway:8080 → LAN host:80, as a router's port forward does.
-    fn add_port_forward(&self) {
-        let rules = format!(
-            "add table inet knock_test_nat; \
-             add chain inet knock_test_nat pre {{ type nat hook prerouting priority dstnat; }}; \
-             add rule inet knock_test_nat pre meta nfproto ipv4 tcp dport 8080 dnat ip to {LAN4}:80; \
-             add rule inet knock_test_nat pre meta nfproto ipv6 tcp dport 8080 dnat ip6 to [{LAN6}]:80"
-        );
-        self.gw.exec("nft", &[&rules]);
-    }
-
-    fn start_services(&self) {
-        serve(&self.gw, 22, "gw");
-        serve(&self.lan, 80, "lan");
+    /// Loads the shipped ruleset again, as `systemctl reload nftables` does (after the test
+    /// deleted the table).
+    pub fn reload_ruleset(&self) {
+        load_ruleset(&self.gw, ruleset::SHIPPED);
     }
 
     /// Connects from `source` (an address of the client) and reads the service's greeting.
@@ -144,17 +56,8 @@ impl Topology {
         timeout: Duration,
     ) -> io::Result<Session> {
         let source: IpAddr = source.parse().expect("a literal address");
-        self.client.run(move || {
-            let stream = connect_from(source, dest, timeout)?;
-            stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-            let mut session = Session {
-                reader: BufReader::new(stream.try_clone()?),
-                stream,
-                greeting: String::new(),
-            };
-            session.greeting = session.read_line()?;
-            Ok(session)
-        })
+        self.client
+            .run(move || Session::open(source, dest, timeout))
     }
 
     /// Whether a connection is admitted (`Some(greeting)`) or silently dropped (`None`).
@@ -184,68 +87,12 @@ impl Topology {
     }
 }
 
-/// A TCP connection from a chosen source address.
-pub fn connect_from(source: IpAddr, dest: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(dest), Type::STREAM, Some(Protocol::TCP))?;
-    socket.bind(&SockAddr::from(SocketAddr::new(source, 0)))?;
-    socket.connect_timeout(&SockAddr::from(dest), timeout)?;
-    Ok(socket.into())
-}
-
-/// An open connection to a test service.
-#[derive(Debug)]
-pub struct Session {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-    /// The service's first line: `gw` or `lan`.
-    pub greeting: String,
-}
-
-impl Session {
-    fn read_line(&mut self) -> io::Result<String> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        Ok(line.trim_end().to_owned())
-    }
-
-    /// Sends a line and reads the echo: the connection still carries traffic.
-    pub fn echo(&mut self, line: &str) -> io::Result<String> {
-        self.stream.write_all(format!("{line}\n").as_bytes())?;
-        self.read_line()
-    }
+/// Loads `ruleset` into `ns` (the iptables-nft queue fallback where the kernel needs it).
+pub fn load_ruleset(ns: &Netns, ruleset: &str) -> ruleset::RulesetMode {
+    ruleset::load(ns, ruleset).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A dual-stack TCP service that greets each client with `name`, then echoes lines.
 pub fn serve(ns: &Netns, port: u16, name: &'static str) {
-    let listener = ns.run(move || {
-        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-        socket.set_only_v6(false).expect("dual stack");
-        socket.set_reuse_address(true).expect("reuse");
-        let addr: SocketAddr = format!("[::]:{port}").parse().expect("literal");
-        socket.bind(&SockAddr::from(addr)).expect("bind");
-        socket.listen(64).expect("listen");
-        TcpListener::from(socket)
-    });
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || echo(stream, name));
-        }
-    });
-}
-
-fn echo(mut stream: TcpStream, name: &str) {
-    let Ok(reader) = stream.try_clone() else {
-        return;
-    };
-    if writeln!(stream, "{name}").is_err() {
-        return;
-    }
-    for line in BufReader::new(reader).lines() {
-        let Ok(line) = line else { return };
-        if writeln!(stream, "{line}").is_err() {
-            return;
-        }
-    }
+    sandbox::serve(ns, port, name).unwrap_or_else(|e| panic!("{e}"));
 }
