@@ -9,7 +9,7 @@
 //! for a new instance), which is unparseable and dropped, or whole (nfq's own bind asks for
 //! that), which is judged as usual; and a new instance has no fail-open, so a full queue drops.
 
-mod limit;
+pub(crate) mod limit;
 pub mod state;
 mod wake;
 mod worker;

@@ -6,6 +6,7 @@
 mod client;
 mod harness;
 mod limits;
+mod metrics_endpoint;
 mod ops;
 
 use std::thread::sleep;
