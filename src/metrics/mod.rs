@@ -45,6 +45,7 @@ pub struct Metrics {
     pub reload_success: IntCounter,
     pub reload_failure: IntCounter,
     pub last_reload_success: prometheus::Gauge,
+    pub metrics_connections_refused: IntCounter,
     /// The belief behind `knock_nfq_active_grants`, fed by the workers after each commit.
     pub active_grants: ActiveGrants,
 }
@@ -233,6 +234,12 @@ impl Metrics {
                 &registry,
                 "knock_nfq_queue_errors_total",
                 "Failed receives or verdicts on a queue.",
+            ),
+            metrics_connections_refused: counter(
+                &registry,
+                "knock_nfq_metrics_connections_refused_total",
+                "Connections to this endpoint closed unanswered because the most it serves at \
+                 once were open.",
             ),
             active_grants,
             registry,

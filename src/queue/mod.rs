@@ -10,7 +10,7 @@
 //! that), which is judged as usual; and a new instance has no fail-open, so a full queue drops.
 
 mod held;
-mod limit;
+pub(crate) mod limit;
 mod protected;
 pub mod state;
 mod wake;

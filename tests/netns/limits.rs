@@ -27,23 +27,6 @@ fn spoofed_elements(t: &Topology, set: &str) -> usize {
     set_elements(t, set).matches("10.64.").count()
 }
 
-/// The daemon's CPU time (user + system), in clock ticks.
-fn cpu_ticks(daemon: &Daemon) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.pid())).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn rss_kib(daemon: &Daemon) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Waits until `name{labels}` reaches `at_least` or 20 s pass; the last scrape.
 fn scrape_until(
     t: &Topology,
@@ -81,16 +64,16 @@ fn five_thousand_spoofed_completions_stop_at_the_set_size_with_bounded_memory_an
     t.gw.exec("nft", &["delete table inet knock_nfq"]);
     load_ruleset(&t.gw, &ruleset);
     let mut daemon = Daemon::start_at_info(&t.gw, &unlimited);
-    let rss_before = rss_kib(&daemon);
+    let rss_before = daemon.rss_kib();
 
     let seconds = spoofed_completions(&t, 5000);
 
     let complete = [r#"door="ssh""#, r#"result="complete""#];
     let metrics = scrape_until(&t, &daemon, "knock_nfq_knocks_total", &complete, 5000.0);
-    let rss_after = rss_kib(&daemon);
+    let rss_after = daemon.rss_kib();
     eprintln!(
         "daemon CPU: {} ticks; nft batches: {} taking {} s",
-        cpu_ticks(&daemon),
+        daemon.cpu_ticks(),
         metrics.value("knock_nfq_nft_batch_seconds_count", &[]),
         metrics.value("knock_nfq_nft_batch_seconds_sum", &[])
     );

@@ -7,6 +7,7 @@ mod client;
 mod first_syn;
 mod harness;
 mod limits;
+mod metrics_endpoint;
 mod ops;
 
 use std::thread::sleep;

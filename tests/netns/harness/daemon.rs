@@ -165,6 +165,24 @@ impl Daemon {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The process's CPU time (user + system), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
+        let after_name = &stat[stat.rfind(')').expect("(comm)") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| fields[i].parse::<u64>().expect("a tick count");
+        ticks(11) + ticks(12)
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     /// Scrapes `/metrics` from inside the gateway namespace.
     pub fn metrics(&self, gw: &Netns) -> Metrics {
         assert_eq!(gw.name, self.netns, "scrape the daemon's own namespace");
