@@ -168,8 +168,9 @@ pub enum TableCheck {
     NotChecked(String),
 }
 
-/// `knock-nfq check`: prints one line per door, then the table's state. Errors are the caller's
-/// to print; an absent table is a note, a wrong one an error.
+/// `knock-nfq check`: prints one line per door, a warning per door a port scan can open, then
+/// the table's state. Errors are the caller's to print; an absent table is a note, a wrong one
+/// an error.
 pub fn check(config: &Config, out: &mut impl Write) -> Result<TableCheck, NftError> {
     let _ = writeln!(
         out,
@@ -179,6 +180,11 @@ pub fn check(config: &Config, out: &mut impl Write) -> Result<TableCheck, NftErr
     );
     for door in &config.doors {
         let _ = writeln!(out, "  {}", door.summary());
+    }
+    for door in &config.doors {
+        if let Some(risk) = door.scan_risk() {
+            let _ = writeln!(out, "warning: door {:?}: {risk}", door.name);
+        }
     }
     let table = &config.daemon.table;
     let verdict = match Nft::open(table).and_then(|mut nft| nft.verify(config.daemon.max_grants)) {
