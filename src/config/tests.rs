@@ -247,7 +247,7 @@ fn example_file_is_valid() {
     );
     assert_eq!(
         summaries[1],
-        "closeSSH: 8000:tcp 9000:tcp 7000:tcp within 15s, flags syn,!ack -> close 22/tcp"
+        "closeSSH: 8000:tcp 9000:tcp 7000:tcp within 15s, flags syn,!ack, strict -> close 22/tcp"
     );
     let scannable: Vec<&str> = config
         .doors

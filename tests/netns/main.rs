@@ -7,6 +7,7 @@ mod client;
 mod harness;
 mod limits;
 mod ops;
+mod scan;
 
 use std::thread::sleep;
 use std::time::Duration;
