@@ -210,7 +210,8 @@ fn bullets(findings: &[Finding]) -> String {
     findings.iter().map(|f| format!("\n  - {f}")).collect()
 }
 
-/// `knock-nfq check`: prints one line per door, then what it verified of the running ruleset.
+/// `knock-nfq check`: prints one line per door, a warning per door a port scan can open, then
+/// what it verified of the running ruleset.
 /// Errors are the caller's to print; an absent table is a note unless `ruleset` requires it.
 pub fn check(
     config: &Config,
@@ -225,6 +226,11 @@ pub fn check(
     );
     for door in &config.doors {
         let _ = writeln!(out, "  {}", door.summary());
+    }
+    for door in &config.doors {
+        if let Some(risk) = door.scan_risk() {
+            let _ = writeln!(out, "warning: door {:?}: {risk}", door.name);
+        }
     }
     let table = &config.daemon.table;
     let audit = Nft::open(table).and_then(|mut nft| {

@@ -18,10 +18,65 @@ fn check_accepts_the_example_and_prints_a_line_per_door() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("openSSH: 7000:tcp 8000:tcp 9000:tcp within"),
+        stdout.contains("openSSH: 7000:tcp 9000:tcp 8000:tcp within"),
         "{stdout}"
     );
     assert!(stdout.contains("-> close 22/tcp"), "{stdout}");
+    assert!(
+        !stdout.contains("warning: door"),
+        "the example is scan-proof: {stdout}"
+    );
+}
+
+#[test]
+fn check_warns_about_each_door_a_port_scan_in_order_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scannable.toml");
+    let doors = [
+        ("ssh", r#"["7000:tcp", "8000:tcp", "9000:udp"]"#, false),
+        ("web", "[6000, 5000]", false),
+        ("vpn", "[4001, 4002, 4003]", true),
+        ("mail", "[3000, 3500, 3200]", false),
+        ("ftp", "[2000, 2500]", true),
+    ];
+    let toml: String = doors
+        .iter()
+        .enumerate()
+        .map(|(i, (name, sequence, strict))| {
+            format!(
+                "[[door]]\nname = \"{name}\"\nsequence = {sequence}\nstrict = {strict}\n\
+                 open = [\"{}/tcp\"]\n",
+                22 + i
+            )
+        })
+        .collect();
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(BINARY)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning: door "))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: door \"ssh\": its ports are in increasing order and it is not strict, so \
+             a port scan in increasing order opens it; knock in a mixed order (e.g. 7000, 9000, \
+             8000) and set strict = true",
+            "warning: door \"web\": its ports are in decreasing order and it is not strict, so \
+             a port scan in decreasing order opens it; knock in a mixed order (e.g. 7000, 9000, \
+             8000) and set strict = true",
+            "warning: door \"vpn\": each knock is the port next to the one before, so a port \
+             scan in increasing order opens it even though it is strict; leave gaps between the \
+             ports",
+        ],
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -45,6 +45,10 @@ fn debian_s_stock_file_gives_a_valid_config_and_warns_about_the_door_it_cannot_t
             "knock-nfq: warning: [openSSH]: knockd's grant had no end (it stayed until a close \
              door or a reboot removed it); knock-nfq grants always expire, so open_for = \"1h\" \
              is a choice to review (at most 24h)",
+            "knock-nfq: warning: [openSSH]: its ports are in increasing order and it is not \
+             strict, so a port scan in increasing order opens it; knock in a mixed order (e.g. \
+             7000, 9000, 8000) and set strict = true (knockd's door opened to the same scan; a \
+             new order means a new knock command for your users)",
             "knock-nfq: warning: [openHTTPS]: not translated, left as a comment: its command \
              \"/usr/local/sbin/knock_add -i -c INPUT -p tcp -d 443 -f %IP%\" runs \
              /usr/local/sbin/knock_add, and knock-nfq runs no commands: it only opens ports it \

@@ -16,6 +16,10 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The warning for knockd's classic openSSH door, 7000, 8000, 9000: a port scan in order opens it.
+const SCAN_OPENS_OPEN_SSH: &str = "[openSSH]: its ports are in increasing order and it is not \
+    strict, so a port scan in increasing order opens it";
+
 /// What a fixture must translate to.
 struct Expected {
     file: &'static str,
@@ -41,7 +45,7 @@ const FIXTURES: &[Expected] = &[
             "its command \"/usr/local/sbin/knock_add -i -c INPUT -p tcp -d 443 -f %IP%\" runs \
              /usr/local/sbin/knock_add, and knock-nfq runs no commands",
         )],
-        warnings: &["[openSSH]: knockd's grant had no end"],
+        warnings: &["[openSSH]: knockd's grant had no end", SCAN_OPENS_OPEN_SSH],
     },
     Expected {
         file: "zh-opencloseSSH.conf",
@@ -50,7 +54,10 @@ const FIXTURES: &[Expected] = &[
             "opencloseSSH: 2222:udp 3333:tcp 4444:udp within 15s, flags syn,ack -> open 22/tcp for 10s",
         ],
         not_translated: &[],
-        warnings: &["[opencloseSSH]: tcpflags = syn,ack requires ACK"],
+        warnings: &[
+            "[opencloseSSH]: tcpflags = syn,ack requires ACK",
+            "[opencloseSSH]: its ports are in increasing order and it is not strict",
+        ],
     },
     Expected {
         file: "zh-openSSH-10022.conf",
@@ -60,7 +67,7 @@ const FIXTURES: &[Expected] = &[
             "closeSSH: 9000:tcp 8000:tcp 7000:tcp within 30s, flags syn -> close 10022/tcp",
         ],
         not_translated: &[],
-        warnings: &["[openSSH]: knockd's grant had no end"],
+        warnings: &["[openSSH]: knockd's grant had no end", SCAN_OPENS_OPEN_SSH],
     },
     Expected {
         file: "archwiki-opencloseSSH.conf",
@@ -94,7 +101,7 @@ const FIXTURES: &[Expected] = &[
             "closeSSH: 9000:tcp 8000:tcp 7000:tcp within 5s, flags syn -> close 22/tcp",
         ],
         not_translated: &[],
-        warnings: &["[openSSH]: knockd's grant had no end"],
+        warnings: &["[openSSH]: knockd's grant had no end", SCAN_OPENS_OPEN_SSH],
     },
     Expected {
         file: "ru-opencloseSMTP.conf",
@@ -151,9 +158,13 @@ const FIXTURES: &[Expected] = &[
             ),
         ],
         warnings: &[
+            "[openSSH-nft]: its ports are in increasing order and it is not strict",
             "[web-rule]: stop_command \"/usr/local/sbin/nft-delete-by-comment %IP%\" was not \
              translated",
+            "[web-rule]: its ports are in increasing order and it is not strict",
+            "[lan-rdp]: its ports are in increasing order and it is not strict",
             "[mail]: knockd's grant had no end",
+            "[mail]: its ports are in increasing order and it is not strict",
         ],
     },
 ];

@@ -7,12 +7,14 @@
 //! - `parse`: the small string syntaxes (knocks, targets, TCP flags, names).
 //! - `error`: [`ConfigError`], whose `Display` is the full message for the user.
 //! - `mode`: the permission check of files the daemon trusts.
+//! - `scan`: whether a port scan in port order can complete a door ([`ScanRisk`]).
 
 mod build;
 mod error;
 mod mode;
 pub mod model;
 pub(crate) mod parse;
+mod scan;
 mod source;
 mod summary;
 mod tree;
@@ -29,6 +31,7 @@ use figment::providers::Env;
 pub use error::{ConfigError, Origin};
 pub use mode::{Exposure, check_trusted_file};
 pub use model::*;
+pub use scan::{Order, ScanRisk};
 
 /// Where the daemon looks without `--config`.
 pub const DEFAULT_PATH: &str = "/etc/knock-nfq/knock-nfq.toml";

@@ -242,12 +242,20 @@ fn example_file_is_valid() {
     let summaries: Vec<String> = config.doors.iter().map(Door::summary).collect();
     assert_eq!(
         summaries[0],
-        "openSSH: 7000:tcp 8000:tcp 9000:tcp within 15s, flags syn,!ack -> open 22/tcp for 30s"
+        "openSSH: 7000:tcp 9000:tcp 8000:tcp within 15s, flags syn,!ack, strict -> open 22/tcp \
+         for 30s"
     );
     assert_eq!(
         summaries[1],
-        "closeSSH: 9000:tcp 8000:tcp 7000:tcp within 15s, flags syn,!ack -> close 22/tcp"
+        "closeSSH: 8000:tcp 9000:tcp 7000:tcp within 15s, flags syn,!ack, strict -> close 22/tcp"
     );
+    let scannable: Vec<&str> = config
+        .doors
+        .iter()
+        .filter(|d| d.scan_risk().is_some())
+        .map(|d| d.name.as_str())
+        .collect();
+    assert!(scannable.is_empty(), "a port scan opens {scannable:?}");
     assert!(
         config.doors[2]
             .sequence

@@ -20,9 +20,10 @@ metrics = "127.0.0.1:9469"
 
 [[door]]
 name = "ssh"
-sequence = ["7000:tcp", "8000:tcp", "9000:udp"]
+sequence = ["7000:tcp", "9000:udp", "8000:tcp"]
 seq_timeout = "10s"
 tcp_flags = "syn,!ack"
+strict = true                 # any other new connection resets the attempt: a port scan opens nothing
 open = ["22/tcp", "198.51.100.10:80/tcp"]
 open_for = "30s"
 "#;
@@ -109,7 +110,7 @@ impl<W: Write> Demo<'_, W> {
         self.done(&format!("ok (mode: {mode})"));
 
         self.say(
-            "Starting knock-nfq on the gateway, with door \"ssh\": 7000/tcp 8000/tcp 9000/udp",
+            "Starting knock-nfq on the gateway, with door \"ssh\": 7000/tcp 9000/udp 8000/tcp (strict)",
         )?;
         serve(&self.sandbox.gw, 22, "SSH-2.0-knock-nfq-demo")?;
         serve(&self.sandbox.lan, 80, "hello from the LAN host")?;
@@ -121,13 +122,13 @@ impl<W: Write> Demo<'_, W> {
         self.expect_dropped(22)?;
 
         self.say(&format!(
-            "Knocking from the client: knock-nfq knock -v {GW4} 7000 8000 9000:udp"
+            "Knocking from the client: knock-nfq knock -v {GW4} 7000 9000:udp 8000"
         ))?;
         let binary = daemon.to_str().unwrap_or("knock-nfq");
         let knocked = self
             .sandbox
             .client
-            .exec(binary, &["knock", "-v", GW4, "7000", "8000", "9000:udp"])?;
+            .exec(binary, &["knock", "-v", GW4, "7000", "9000:udp", "8000"])?;
         self.done("sent; no answer (knock ports look filtered):");
         for line in String::from_utf8_lossy(&knocked.stdout).lines() {
             let _ = writeln!(self.out, "      {line}");

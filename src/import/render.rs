@@ -53,6 +53,9 @@ fn header(t: &Translation) -> String {
         "[daemon] interfaces: the interfaces on which knock-nfq takes knocks and drops the \
          protected ports (knockd listened on one interface only);",
         "open_for on each open door: every knock-nfq grant expires (1ms to 24h);",
+        "strict = true on each door (knockd had no such option): a new connection to any other \
+         port then starts the knocker's sequence over, so a port scan can't complete it, but \
+         knockers must connect nowhere else while they knock;",
         "the firewall: load deploy/nftables.conf (it drops the protected ports in the kernel \
          until a knock opens them), then remove the rules knockd's commands added and stop \
          knockd.",

@@ -168,14 +168,14 @@ fn what_knockd_refuses_is_an_error_with_the_line() {
 #[test]
 fn the_start_stop_pattern_is_an_open_door_with_cmd_timeout_as_its_lifetime() {
     let part = one_door(
-        "sequence = 2222:udp,3333:tcp,4444:udp\nseq_timeout = 15\ntcpflags = syn\n\
+        "sequence = 2222:udp,4444:udp,3333:tcp\nseq_timeout = 15\ntcpflags = syn\n\
          start_command = /sbin/iptables -A INPUT -s %IP% -p tcp --dport ssh -j ACCEPT\n\
          cmd_timeout = 10\nstop_command = /sbin/iptables -D INPUT -s %IP% -p tcp --dport ssh -j ACCEPT\n",
     );
     assert_eq!(part.outcome, Outcome::Translated);
     assert_eq!(
         part.draft.sequence,
-        Some(vec![udp(2222), tcp(3333), udp(4444)])
+        Some(vec![udp(2222), udp(4444), tcp(3333)])
     );
     assert_eq!(part.draft.seq_timeout, Duration::from_secs(15));
     assert_eq!(part.draft.tcp_flags.as_deref(), Some("syn"));
@@ -414,9 +414,65 @@ fn the_output_is_a_valid_config_whose_doors_are_the_translated_ones() {
     assert_eq!(
         import.warnings,
         [
+            format!("[open]: {SCAN_OPENS_IT}"),
             "[helper]: not translated, left as a comment: its command \"/usr/local/bin/open-door \
-          %IP%\" runs /usr/local/bin/open-door, and knock-nfq runs no commands: it only opens \
-          ports it is told about with open = [...]"
+             %IP%\" runs /usr/local/bin/open-door, and knock-nfq runs no commands: it only opens \
+             ports it is told about with open = [...]"
+                .to_owned(),
         ]
     );
+}
+
+const SCAN_OPENS_IT: &str = "its ports are in increasing order and it is not strict, so a port \
+    scan in increasing order opens it; knock in a mixed order (e.g. 7000, 9000, 8000) and set \
+    strict = true (knockd's door opened to the same scan; a new order means a new knock command \
+    for your users)";
+
+#[test]
+fn an_open_door_a_port_scan_in_order_opens_is_warned_about() {
+    let grant = "command = nft add element inet t s { %IP% . tcp . 22 timeout 30s }\n";
+    let increasing = one_door(&format!("sequence = 7000,8000:udp,9000\n{grant}"));
+    assert_eq!(warnings_of(&increasing), [SCAN_OPENS_IT]);
+    let decreasing = one_door(&format!("sequence = 9000,8000\n{grant}"));
+    assert_eq!(
+        warnings_of(&decreasing),
+        [SCAN_OPENS_IT.replace("increasing", "decreasing")]
+    );
+    let single = one_door(&format!("sequence = 7000\n{grant}"));
+    assert_eq!(warnings_of(&single).len(), 1);
+    assert!(warnings_of(&single)[0].starts_with("it has a single knock"));
+    for quiet in [
+        format!("sequence = 7000,9000,8000\n{grant}"),
+        "sequence = 7000,8000,9000\n\
+         command = nft delete element inet t s { %IP% . tcp . 22 }\n"
+            .to_owned(),
+    ] {
+        let part = one_door(&quiet);
+        assert_eq!(part.outcome, Outcome::Translated);
+        assert!(warnings_of(&part).is_empty(), "{quiet}: {:?}", part.notes);
+    }
+}
+
+#[test]
+fn the_output_advises_strict_and_marks_the_door_a_scan_opens() {
+    let import = import_str(
+        "[open]\nsequence = 7000,8000\n\
+         command = nft add element inet t s { %IP% . tcp . 22 timeout 30s }\n",
+        Path::new(PATH),
+    )
+    .unwrap();
+    assert!(
+        import
+            .toml
+            .contains("\n#   - strict = true on each door (knockd had no such option): "),
+        "{}",
+        import.toml
+    );
+    let (above, door) = import.toml.split_once("\n[[door]]\n").unwrap();
+    assert!(
+        above.contains("\n# note: its ports are in increasing order and it is not strict, so a"),
+        "{}",
+        import.toml
+    );
+    assert!(!door.contains("strict"), "knockd had no strict: {door}");
 }

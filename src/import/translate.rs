@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{Action, Config, ConfigError, KnockPort, Proto, Target};
+use crate::config::{Action, Config, ConfigError, Door, KnockPort, Proto, Target};
 
 use super::command::{self, Grant, GrantOp};
 use super::knockd::{DEFAULT_CMD_TIMEOUT_SECS, DEFAULT_SEQ_TIMEOUT_SECS, KnockdConf, KnockdDoor};
@@ -398,7 +398,8 @@ fn stop_note(stop: &str, grant: &Grant, secs: u64) -> Note {
 }
 
 /// Checks each translated door with the config parser, in order and together with the doors
-/// before it (names, knocks on ports another door opens); a refused door becomes a comment.
+/// before it (names, knocks on ports another door opens); a refused door becomes a comment, an
+/// accepted one a port scan opens gets a warning.
 fn validate(interfaces: &Interfaces, doors: &mut [DoorPart]) {
     let daemon = render::daemon_toml(interfaces);
     let mut accepted = String::new();
@@ -409,7 +410,10 @@ fn validate(interfaces: &Interfaces, doors: &mut [DoorPart]) {
         let door = render::door_toml(&part.draft);
         let candidate = format!("{daemon}{accepted}{door}");
         match Config::from_toml_str(&candidate, Path::new("translation")) {
-            Ok(_) => accepted.push_str(&door),
+            Ok(config) => {
+                accepted.push_str(&door);
+                part.notes.extend(config.doors.last().and_then(scan_note));
+            }
             Err(e) => {
                 part.outcome = Outcome::NotTranslated(format!(
                     "the config parser refuses its translation: {}",
@@ -418,6 +422,16 @@ fn validate(interfaces: &Interfaces, doors: &mut [DoorPart]) {
             }
         }
     }
+}
+
+/// A warning for a door a port scan in port order opens (it opened knockd's door the same way).
+fn scan_note(door: &Door) -> Option<Note> {
+    door.scan_risk().map(|risk| {
+        Note::warning(format!(
+            "{risk} (knockd's door opened to the same scan; a new order means a new knock \
+             command for your users)"
+        ))
+    })
 }
 
 /// The parser's message without the scratch document's name and door index, which mean

@@ -9,6 +9,7 @@ mod harness;
 mod limits;
 mod metrics_endpoint;
 mod ops;
+mod scan;
 
 use std::thread::sleep;
 use std::time::Duration;
