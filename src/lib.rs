@@ -14,9 +14,11 @@
 //! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into an [`engine::Knock`].
 //! - [`queue`]: the packet path. The engine sharded by source ([`queue::State`]) and the NFQUEUE
 //!   workers (nfq), one blocking thread per queue: parse, step the engine under the shard lock,
-//!   commit the grants after releasing it, send the verdict.
+//!   commit the grants after releasing it, send the verdict. A connection to a protected service
+//!   that raced its own knock is held briefly and admitted only if the kernel holds its grant.
 //! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
-//!   grants with per-element timeouts. Its unsafe code lives in `nft::sys`.
+//!   grants with per-element timeouts, grant lookups, and reading the ruleset back for `check`.
+//!   Its unsafe code lives in `nft::sys`.
 //! - [`metrics`]: the Prometheus registry; label children resolved up front. Read at scrape
 //!   time: the kernel's queue counters (`/proc`) and the active-grants book fed by the workers.
 //! - [`daemon`]: `knock-nfq run`: startup, signals and reloads, systemd notifications and
