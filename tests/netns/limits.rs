@@ -27,6 +27,21 @@ fn spoofed_elements(t: &Topology, set: &str) -> usize {
     set_elements(t, set).matches("10.64.").count()
 }
 
+fn ssh_grants(metrics: &Metrics) -> f64 {
+    metrics.value(
+        "knock_nfq_grants_total",
+        &[r#"door="ssh""#, r#"action="open""#],
+    )
+}
+
+fn ssh_refused(metrics: &Metrics, reason: &str) -> f64 {
+    let reason = format!("reason=\"{reason}\"");
+    metrics.value(
+        "knock_nfq_grants_refused_total",
+        &[r#"door="ssh""#, &reason],
+    )
+}
+
 /// Waits until `name{labels}` reaches `at_least` or 20 s pass; the last scrape.
 fn scrape_until(
     t: &Topology,
@@ -77,14 +92,7 @@ fn five_thousand_spoofed_completions_stop_at_the_set_size_with_bounded_memory_an
         metrics.value("knock_nfq_nft_batch_seconds_count", &[]),
         metrics.value("knock_nfq_nft_batch_seconds_sum", &[])
     );
-    let grants = metrics.value(
-        "knock_nfq_grants_total",
-        &[r#"door="ssh""#, r#"action="open""#],
-    );
-    let set_full = metrics.value(
-        "knock_nfq_grants_refused_total",
-        &[r#"door="ssh""#, r#"reason="set_full""#],
-    );
+    let (grants, set_full) = (ssh_grants(&metrics), ssh_refused(&metrics, "set_full"));
     let completed = metrics.value("knock_nfq_knocks_total", &complete);
     let log = daemon.log();
     let lines = log.lines().count();
@@ -139,14 +147,7 @@ fn a_replayed_sequence_from_many_sources_is_held_to_the_doors_grant_rate() {
     let complete = [r#"door="ssh""#, r#"result="complete""#];
     let metrics = scrape_until(&t, &daemon, "knock_nfq_knocks_total", &complete, 300.0);
     let elapsed = started.elapsed().as_secs_f64();
-    let grants = metrics.value(
-        "knock_nfq_grants_total",
-        &[r#"door="ssh""#, r#"action="open""#],
-    );
-    let limited = metrics.value(
-        "knock_nfq_grants_refused_total",
-        &[r#"door="ssh""#, r#"reason="rate_limited""#],
-    );
+    let (grants, limited) = (ssh_grants(&metrics), ssh_refused(&metrics, "rate_limited"));
     let completed = metrics.value("knock_nfq_knocks_total", &complete);
     eprintln!(
         "300 spoofed completions in {elapsed:.1} s: {grants} granted, {limited} rate-limited"
