@@ -167,45 +167,58 @@ struct Model {
     created: u64,
     /// The first packet's time: the engine counts milliseconds from it.
     epoch_ms: Option<u64>,
-    /// Each door's last grant, for the one-grant-a-second door. Other doors allow 1000 a
-    /// second with a burst of as many, more than a test run completes.
-    last_grant: Vec<Option<u64>>,
+    rate: GrantRate,
 }
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).expect("short durations")
 }
 
+fn port_of(knock: &Knock) -> KnockPort {
+    KnockPort {
+        port: knock.port,
+        proto: knock.proto,
+    }
+}
+
 fn accepts_flags(door: &Door, knock: &Knock) -> bool {
     knock.proto == Proto::Udp || door.tcp_flags.is_none_or(|f| f.matches(knock.tcp_flags))
 }
 
-/// A completed door: a grant, or a refusal if the door's grant rate is spent.
-fn complete(
-    door: (usize, &Door),
-    last_grant: &mut Option<u64>,
-    knock: &Knock,
-    now: u64,
-    seen: &mut Seen,
-) {
-    let (id, rules) = door;
-    let granted = match rules.max_grants_per_second {
-        1 => last_grant.is_none_or(|at| now - at >= 1000),
-        _ => true,
-    };
-    seen.events.push((id, KnockResult::Complete));
-    if granted {
-        *last_grant = Some(now);
-        seen.grants.push((id, knock.source));
-    } else {
-        seen.refused.push((id, knock.source));
+/// Each door's last grant, for the door limited to one a second. Other doors allow 1000 a
+/// second with a burst of as many, more than a test run completes.
+struct GrantRate {
+    last_grant: Vec<Option<u64>>,
+}
+
+impl GrantRate {
+    fn new(doors: &[Door]) -> GrantRate {
+        GrantRate {
+            last_grant: vec![None; doors.len()],
+        }
+    }
+
+    /// A completed door: a grant, or a refusal if the door's grant rate is spent.
+    fn complete(&mut self, (id, door): (usize, &Door), source: IpAddr, now: u64, seen: &mut Seen) {
+        let last = &mut self.last_grant[id];
+        let granted = match door.max_grants_per_second {
+            1 => last.is_none_or(|at| now - at >= 1000),
+            _ => true,
+        };
+        seen.events.push((id, KnockResult::Complete));
+        if granted {
+            *last = Some(now);
+            seen.grants.push((id, source));
+        } else {
+            seen.refused.push((id, source));
+        }
     }
 }
 
 impl Model {
     fn new(doors: Vec<Door>, max_sources: usize) -> Model {
         Model {
-            last_grant: vec![None; doors.len()],
+            rate: GrantRate::new(&doors),
             doors,
             max_sources: max_sources.max(1),
             attempts: HashMap::new(),
@@ -218,11 +231,8 @@ impl Model {
         let now = at_ms - *self.epoch_ms.get_or_insert(at_ms);
         let mut seen = Seen::new();
         self.sweep(now, &mut seen);
-        let port = KnockPort {
-            port: knock.port,
-            proto: knock.proto,
-        };
-        let is_knock = self.doors.iter().any(|door| door.sequence.contains(&port));
+        let port = port_of(knock);
+        let is_knock = self.is_knock_port(port);
         let any_strict = self
             .doors
             .iter()
@@ -268,11 +278,8 @@ impl Model {
         knock: &Knock,
         seen: &mut Seen,
     ) -> bool {
-        let port = KnockPort {
-            port: knock.port,
-            proto: knock.proto,
-        };
-        let is_knock = self.doors.iter().any(|door| door.sequence.contains(&port));
+        let port = port_of(knock);
+        let is_knock = self.is_knock_port(port);
         let (last_port, last_ms) = attempt.last;
         let repeat = last_port == port && now - last_ms <= millis(DUPLICATE_WINDOW);
         let mut advanced = false;
@@ -287,7 +294,7 @@ impl Model {
             } else if door.sequence[stage] == port {
                 advanced = true;
                 if stage + 1 == door.sequence.len() {
-                    complete((id, door), &mut self.last_grant[id], knock, now, seen);
+                    self.rate.complete((id, door), knock.source, now, seen);
                 } else {
                     seen.events.push((id, KnockResult::Advance));
                     kept.push((id, stage + 1));
@@ -311,17 +318,14 @@ impl Model {
     }
 
     fn start(&mut self, now: u64, knock: &Knock, seen: &mut Seen) {
-        let port = KnockPort {
-            port: knock.port,
-            proto: knock.proto,
-        };
+        let port = port_of(knock);
         let mut doors = Vec::new();
         for (id, door) in self.doors.iter().enumerate() {
             if door.sequence.first() != Some(&port) || !accepts_flags(door, knock) {
                 continue;
             }
             if door.sequence.len() == 1 {
-                complete((id, door), &mut self.last_grant[id], knock, now, seen);
+                self.rate.complete((id, door), knock.source, now, seen);
             } else {
                 seen.events.push((id, KnockResult::Advance));
                 doors.push((id, 1));
@@ -372,9 +376,13 @@ impl Model {
         let max_sources = max_sources.max(1);
         let excess = kept.len().saturating_sub(max_sources);
         self.attempts = kept.into_iter().skip(excess).collect();
-        self.last_grant = vec![None; doors.len()];
+        self.rate = GrantRate::new(&doors);
         self.doors = doors;
         self.max_sources = max_sources;
+    }
+
+    fn is_knock_port(&self, port: KnockPort) -> bool {
+        self.doors.iter().any(|door| door.sequence.contains(&port))
     }
 
     fn age_order(&self) -> Vec<IpAddr> {
