@@ -41,6 +41,8 @@ mod step;
 mod table;
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
