@@ -110,7 +110,6 @@ fn knock() -> impl Strategy<Value = Op> {
             proto,
             port,
             tcp_flags,
-            iface: 0,
         };
         Op::Knock { delay_ms, knock }
     })
