@@ -15,7 +15,8 @@
 //! - **Reset**: any other knock-port hit kills each door for which it is not the expected port.
 //!   *Unlike knockd*, if that leaves the source with no live attempt and the packet is a first
 //!   port, a new attempt starts with it: a user re-running a knock client after a typo or an
-//!   interruption gets in, where knockd would drop that first knock too.
+//!   interruption gets in, where knockd would drop that first knock too. A packet that advanced
+//!   or completed another door of the attempt starts nothing new.
 //! - **Expired**: a door whose `seq_timeout` has passed since the first knock ends; seen at the
 //!   source's next packet (which is then processed as if the door were never tracked, so it may
 //!   start a new attempt), or by a sweep of the oldest attempts inside `on_packet`.
