@@ -220,8 +220,14 @@ impl Daemon {
             config.daemon.table.clone_from(&old.table);
             config.daemon.metrics = old.metrics;
         }
-        self.nft.fill_static_sets(&config)?;
-        self.state.reload(&config);
+        self.state.protect_during_reload(&config);
+        let filled = self.nft.fill_static_sets(&config);
+        self.state.reload(if filled.is_ok() {
+            &config
+        } else {
+            &self.config
+        });
+        filled?;
         self.config = config;
         Ok(())
     }

@@ -46,6 +46,14 @@ impl Protected {
         Protected { local }
     }
 
+    /// Both sets of services: what a worker must treat as protected while a reload moves the
+    /// kernel's set from one to the other.
+    pub fn union(&self, other: &Protected) -> Protected {
+        Protected {
+            local: self.local.union(&other.local).copied().collect(),
+        }
+    }
+
     /// The attempt `packet` makes on a protected service, if it is one. The forward chain
     /// queues nothing else, so every forwarded packet is judged as one: a forwarded packet to an
     /// unprotected address (a reload in between) finds no grant and is dropped.
@@ -103,5 +111,19 @@ mod tests {
             protected.attempt(Hook::Forward, &packet(8080)),
             Some(Attempt::Forward { port: 8080, .. })
         ));
+    }
+
+    #[test]
+    fn during_a_reload_the_old_and_the_new_services_are_protected() {
+        let old = Protected {
+            local: HashSet::from([(Proto::Tcp, 22)]),
+        };
+        let new = Protected {
+            local: HashSet::from([(Proto::Tcp, 2222)]),
+        };
+        let both = old.union(&new);
+        for port in [22, 2222] {
+            assert!(both.attempt(Hook::Input, &packet(port)).is_some(), "{port}");
+        }
     }
 }

@@ -59,6 +59,17 @@ impl State {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Before the kernel's sets change to `config`'s: treats the services of both configs as
+    /// protected, so that no connection to one the kernel already guards reaches the engine,
+    /// which accepts what is not a knock. [`State::reload`] then narrows to `config`'s.
+    pub fn protect_during_reload(&self, config: &Config) {
+        let new = Protected::new(&config.doors);
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.protected = Arc::new(shard.protected.union(&new));
+        }
+    }
+
     /// Applies a new configuration; attempts of unchanged doors are kept by the engine, and
     /// the active-grants belief keeps the grants of doors still there.
     pub fn reload(&self, config: &Config) {
