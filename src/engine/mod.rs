@@ -191,9 +191,12 @@ impl Engine {
             (PortKind::Other, OtherPorts::Ignored) => Eviction::None,
             _ => self.track(knock.source, &packet),
         };
-        let verdict = match kind {
-            PortKind::Knock => Verdict::Drop,
-            PortKind::Other => Verdict::Accept,
+        // Knocks are dropped. Only a strict door makes the ruleset queue other connections;
+        // anything else that reaches the engine was queued for another reason (a connection the
+        // ruleset holds for its grant, a set the daemon has not caught up with): it fails closed.
+        let verdict = match (kind, self.plan.other_ports()) {
+            (PortKind::Other, OtherPorts::ResetStrictDoors) => Verdict::Accept,
+            (PortKind::Knock, _) | (PortKind::Other, OtherPorts::Ignored) => Verdict::Drop,
         };
         self.output.outcome(verdict, eviction, self.plan.grants())
     }

@@ -237,7 +237,8 @@ impl Model {
             .doors
             .iter()
             .any(|door| door.scan_policy == ScanPolicy::ResetOnOtherPorts);
-        if is_knock {
+        // Only a strict door makes the kernel queue other ports: any other packet fails closed.
+        if is_knock || !any_strict {
             seen.verdict = Verdict::Drop;
         }
         if is_knock || any_strict {

@@ -179,14 +179,15 @@ fn knock_ports_are_dropped_and_other_ports_accepted() {
         Verdict::Drop,
         "not a first port: still a knock port"
     );
+    // Not knocks, and without a strict door nothing else should be queued: fail closed.
     assert_eq!(
         h.at(0, syn(B, 8000)).verdict,
-        Verdict::Accept,
+        Verdict::Drop,
         "8000 is a knock port for udp only"
     );
-    assert_eq!(h.at(0, udp(B, 7000)).verdict, Verdict::Accept);
+    assert_eq!(h.at(0, udp(B, 7000)).verdict, Verdict::Drop);
     let other = h.at(0, syn(B, 22));
-    assert_eq!((other.verdict, other.events.len()), (Verdict::Accept, 0));
+    assert_eq!((other.verdict, other.events.len()), (Verdict::Drop, 0));
 }
 
 #[test]

@@ -22,6 +22,13 @@ pub use worker::{Worker, WorkerHandle};
 
 use std::io;
 
+/// The packet mark of the iptables-nft fallback (kernels without nft's `queue` expression): the
+/// ruleset's `to_daemon` chain sets it and an iptables-nft NFQUEUE rule queues on it. A packet
+/// the daemon admits with it is answered "repeat" with the bit cleared, so the iptables chain
+/// that queued it runs again from its start (the operator's own rules still judge it, where an
+/// accept would skip them) and chains that drop still-marked packets let it pass.
+pub const FALLBACK_MARK: u32 = 0x4000_0000;
+
 /// Bytes of each packet copied to userspace: IP and transport headers are enough.
 pub const COPY_RANGE: u16 = 128;
 /// Packets the kernel holds for a queue; beyond it new ones are dropped (fail closed).

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
+use super::FALLBACK_MARK;
 use super::held::{self, Held, HeldConnection, Recheck};
 use super::limit::{Backoff, ErrorStreak, Gate, RateLimit};
 use super::protected::Hook;
@@ -225,7 +226,13 @@ impl Worker {
         let metrics = &self.state.metrics;
         match verdict {
             Verdict::Accept => {
-                message.set_verdict(nfq::Verdict::Accept);
+                let mark = message.get_nfmark();
+                if mark & FALLBACK_MARK == 0 {
+                    message.set_verdict(nfq::Verdict::Accept);
+                } else {
+                    message.set_nfmark(mark & !FALLBACK_MARK);
+                    message.set_verdict(nfq::Verdict::Repeat);
+                }
                 metrics.verdict_accept.inc();
             }
             Verdict::Drop => {

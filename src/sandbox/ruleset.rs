@@ -18,8 +18,25 @@ use super::{Netns, SandboxError};
 /// The ruleset shipped in `deploy/`.
 pub const SHIPPED: &str = include_str!("../../deploy/nftables.conf");
 
-/// The packet mark the fallback's chain sets and its NFQUEUE rule matches.
+/// The packet mark the fallback's chain sets and its NFQUEUE rule matches (the daemon clears it
+/// in the packets it admits: [`crate::queue::FALLBACK_MARK`]).
 pub const FALLBACK_MARK: &str = "0x40000000";
+
+/// Chains right after the iptables filter table that drop whatever still carries the mark: a
+/// packet no NFQUEUE rule queued (the rule flushed by `iptables-restore`, shadowed, or never
+/// added) ends unjudged, and must not be accepted. Loading twice keeps one rule each.
+const UNJUDGED_CHAINS: &str = "
+table inet knock_nfq {
+\tchain unjudged_input { type filter hook input priority filter + 1; policy accept; }
+\tchain unjudged_forward { type filter hook forward priority filter + 1; policy accept; }
+}
+flush chain inet knock_nfq unjudged_input
+flush chain inet knock_nfq unjudged_forward
+table inet knock_nfq {
+\tchain unjudged_input { meta mark & 0x40000000 == 0x40000000 drop; }
+\tchain unjudged_forward { meta mark & 0x40000000 == 0x40000000 drop; }
+}
+";
 
 /// How the queue statement reached the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,9 +129,10 @@ fn nfqueue_options(ruleset: &str) -> Result<Vec<String>, SandboxError> {
     }
 }
 
-/// `ruleset` with each queue statement replaced by one that sets [`FALLBACK_MARK`].
+/// `ruleset` with each queue statement replaced by one that sets [`FALLBACK_MARK`], and the
+/// chains that drop what stays marked.
 fn mark_instead_of_queue(ruleset: &str) -> String {
-    ruleset
+    let marked: String = ruleset
         .lines()
         .map(|line| match queue_statements(line).next() {
             Some((indent, _, rest)) => {
@@ -122,7 +140,8 @@ fn mark_instead_of_queue(ruleset: &str) -> String {
             }
             None => format!("{line}\n"),
         })
-        .collect()
+        .collect();
+    marked + UNJUDGED_CHAINS
 }
 
 fn nft_stdin(ns: &Netns, args: &[&str], input: &str) -> Result<(), SandboxError> {
@@ -205,9 +224,12 @@ mod tests {
         let marked = mark_instead_of_queue(SHIPPED);
         assert!(!marked.lines().any(|l| l.trim_start().starts_with("queue")));
         assert!(marked.contains("\tchain to_daemon {\n\t\tmeta mark set mark or 0x40000000\n\t}"));
-        // Comments that mention the queue, and every other line, are kept as they are.
-        assert_eq!(marked.lines().count(), SHIPPED.lines().count());
-        let changed = SHIPPED.lines().zip(marked.lines()).filter(|(a, b)| a != b);
+        // Comments that mention the queue, and every other line, are kept as they are; the
+        // chains that drop what stays marked follow.
+        let (ours, appended) = marked.split_at(marked.len() - UNJUDGED_CHAINS.len());
+        assert_eq!(appended, UNJUDGED_CHAINS);
+        assert_eq!(ours.lines().count(), SHIPPED.lines().count());
+        let changed = SHIPPED.lines().zip(ours.lines()).filter(|(a, b)| a != b);
         assert_eq!(changed.count(), 1);
     }
 }

@@ -4,6 +4,7 @@
 //! dropped, a counter moved by exactly one.
 
 mod client;
+mod fallback;
 mod first_syn;
 mod harness;
 mod limits;

@@ -236,7 +236,8 @@ pub fn parse_table_handle(message: &[u8]) -> Option<u64> {
 
 /// A 4-byte aligned copy of one netlink message: libnftnl reads it through a header pointer.
 fn aligned_copy(message: &[u8]) -> Option<Vec<u32>> {
-    if message.len() < 16 {
+    // A netlink header (16 bytes) and the nfgenmsg (4) that libnftnl reads after it.
+    if message.len() < 20 {
         return None;
     }
     let mut aligned = vec![0u32; message.len().div_ceil(4)];
