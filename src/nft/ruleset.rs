@@ -11,6 +11,9 @@ use crate::nft::socket::Reply;
 /// `NFPROTO_INET`, `NF_INET_LOCAL_IN` and `NF_INET_FORWARD`.
 const FAMILY_INET: u32 = 1;
 const HOOK_INPUT: u32 = 1;
+/// `NFPROTO_IPV4` and `NFPROTO_IPV6`.
+const FAMILY_IPV4: u32 = 2;
+const FAMILY_IPV6: u32 = 10;
 const HOOK_FORWARD: u32 = 2;
 
 /// The chains of the shipped ruleset, and the hook of each base chain.
@@ -46,6 +49,7 @@ pub enum Finding {
     /// such rule runs in this hook: what the chain sends there leaves it unjudged and accepted.
     UnqueuedHook {
         hook: &'static str,
+        family: &'static str,
     },
 }
 
@@ -132,15 +136,24 @@ pub fn audit(table: &str, chains: &[ChainInfo], rules: &[QueueRule], queues: &[u
     let in_to_daemon =
         |r: &QueueRule| r.family == FAMILY_INET && r.table == table && r.chain == "to_daemon";
     if !rules.iter().any(|r| serves(r) && in_to_daemon(r)) {
-        for (hook, name) in [(HOOK_INPUT, "input"), (HOOK_FORWARD, "forward")] {
-            let fed_here = rules.iter().filter(|r| serves(r)).any(|r| {
-                chains.iter().any(|c| {
-                    (c.family, &c.table, &c.name) == (r.family, &r.table, &r.chain)
-                        && c.hook == Some(hook)
-                })
-            });
+        // Each (hook, IP family) needs a queueing rule of its own family, or of inet.
+        let hooks = [(HOOK_INPUT, "input"), (HOOK_FORWARD, "forward")];
+        for ((hook, hook_name), (family, family_name)) in hooks
+            .into_iter()
+            .flat_map(|h| [(h, (FAMILY_IPV4, "ip")), (h, (FAMILY_IPV6, "ip6"))])
+        {
+            let fed_here = rules
+                .iter()
+                .filter(|r| serves(r) && [FAMILY_INET, family].contains(&r.family))
+                .any(|r| {
+                    chains.iter().any(|c| {
+                        (c.family, &c.table, &c.name) == (r.family, &r.table, &r.chain)
+                            && c.hook == Some(hook)
+                    })
+                });
             if !fed_here {
-                findings.push(Finding::UnqueuedHook { hook: name });
+                let (hook, family) = (hook_name, family_name);
+                findings.push(Finding::UnqueuedHook { hook, family });
             }
         }
     }
@@ -195,11 +208,12 @@ impl fmt::Display for Finding {
                 "{rule}, but the daemon does not read queue {queue} (daemon.queues): those \
                  packets are dropped unjudged"
             ),
-            Finding::UnqueuedHook { hook } => write!(
+            Finding::UnqueuedHook { hook, family } => write!(
                 f,
-                "chain to_daemon has no queue statement, and no NFQUEUE rule runs in the {hook} \
-                 hook: packets it marks there end unjudged and are accepted (add an iptables-nft \
-                 NFQUEUE rule on the mark to the {hook} hook, as the README's Deploy section shows)"
+                "chain to_daemon has no queue statement, and no {family} NFQUEUE rule runs in \
+                 the {hook} hook: {family} packets it marks there are never judged (add the \
+                 {family}tables-nft NFQUEUE rule on the mark, as the README's Deploy section \
+                 shows)"
             ),
             Finding::Bypass { rule } => write!(
                 f,
@@ -260,24 +274,41 @@ mod tests {
             name: name.into(),
             hook: Some(hook),
         };
-        chains.push(ip_filter("INPUT", HOOK_INPUT));
-        chains.push(ip_filter("FORWARD", HOOK_FORWARD));
-        let nfqueue = |chain: &str| QueueRule {
+        for family in [FAMILY_IPV4, FAMILY_IPV6] {
+            chains.push(ChainInfo {
+                family,
+                ..ip_filter("INPUT", HOOK_INPUT)
+            });
+            chains.push(ChainInfo {
+                family,
+                ..ip_filter("FORWARD", HOOK_FORWARD)
+            });
+        }
+        let nfqueue = |family, chain: &str| QueueRule {
             chain: chain.into(),
-            ..queue(2, "filter", 0, 2, QueueMode::FailClosed)
+            ..queue(family, "filter", 0, 2, QueueMode::FailClosed)
         };
-        let both = [nfqueue("INPUT"), nfqueue("FORWARD")];
-        let found = audit("knock_nfq", &chains, &both, &[0, 1]);
+        let all = [
+            nfqueue(FAMILY_IPV4, "INPUT"),
+            nfqueue(FAMILY_IPV4, "FORWARD"),
+            nfqueue(FAMILY_IPV6, "INPUT"),
+            nfqueue(FAMILY_IPV6, "FORWARD"),
+        ];
+        let found = audit("knock_nfq", &chains, &all, &[0, 1]);
         assert_eq!(found.findings, []);
         assert_eq!(
-            found.feeders,
+            found.feeders[..2],
             [
                 "ip filter chain INPUT: queues 0-1",
                 "ip filter chain FORWARD: queues 0-1"
             ]
         );
-        let found = audit("knock_nfq", &chains, &both[..1], &[0, 1]);
-        assert_eq!(found.findings, [Finding::UnqueuedHook { hook: "forward" }]);
+        let found = audit("knock_nfq", &chains, &all[..3], &[0, 1]);
+        let missing = Finding::UnqueuedHook {
+            hook: "forward",
+            family: "ip6",
+        };
+        assert_eq!(found.findings, [missing]);
     }
 
     #[test]
@@ -301,8 +332,22 @@ mod tests {
                 Finding::Bypass {
                     rule: "ip6 filter chain to_daemon: queue 2".into()
                 },
-                Finding::UnqueuedHook { hook: "input" },
-                Finding::UnqueuedHook { hook: "forward" },
+                Finding::UnqueuedHook {
+                    hook: "input",
+                    family: "ip"
+                },
+                Finding::UnqueuedHook {
+                    hook: "input",
+                    family: "ip6"
+                },
+                Finding::UnqueuedHook {
+                    hook: "forward",
+                    family: "ip"
+                },
+                Finding::UnqueuedHook {
+                    hook: "forward",
+                    family: "ip6"
+                },
                 Finding::Unfed { queue: 0 },
             ],
             "another program's queue 7 is none of our business"

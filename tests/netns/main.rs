@@ -494,7 +494,7 @@ fn check_ruleset_names_a_missing_chain_a_bypass_queue_and_a_queue_nobody_feeds()
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("chain forward is missing"), "{text}");
     assert!(
-        text.contains("no NFQUEUE rule runs in the input hook"),
+        text.contains("no ip6 NFQUEUE rule runs in the input hook"),
         "{text}"
     );
     assert!(
