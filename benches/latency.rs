@@ -60,7 +60,13 @@ fn main() {
         ]);
     }
 
-    let mut daemon = Daemon::start(&topology.gw, &config("5s", "30s"));
+    // Twenty grants in about two seconds: above the default grant rate (10 a second).
+    let config = config("5s", "30s").replacen(
+        "tcp_flags = \"syn,!ack\"\n",
+        "tcp_flags = \"syn,!ack\"\nmax_grants_per_second = 1000\n",
+        1,
+    );
+    let mut daemon = Daemon::start(&topology.gw, &config);
     let ours: Vec<Try> = sources[..TRIES]
         .iter()
         .map(|s| measure(&topology, s))

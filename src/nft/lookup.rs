@@ -2,13 +2,12 @@
 //! raced its own knock into the queue (the ruleset queues a new connection to a protected
 //! service only from a source that knocked in the last seconds).
 
-use std::io;
 use std::net::IpAddr;
 
 use super::sys::{ElemMsg, ElemOp};
 use super::{Nft, NftError, keys, sets, sys};
 use crate::config::Proto;
-use crate::nft::socket::Reply;
+use crate::nft::socket::{self, Reply};
 
 /// A connection attempt to a protected service, as the queue saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,20 +71,9 @@ impl Nft {
         if replies.iter().any(|r| matches!(r, Reply::Data { .. })) {
             return Ok(true);
         }
-        match replies.iter().find_map(|r| match r {
-            Reply::Ack { errno, .. } if *errno != 0 => Some(*errno),
-            _ => None,
-        }) {
+        match socket::first_error(&replies) {
             Some(libc::ENOENT) => Ok(false),
-            Some(errno) => Err(NftError::Rejected {
-                table: self.table.clone(),
-                what: format!("a lookup in set {}", spec.name),
-                source: io::Error::from_raw_os_error(errno),
-            }),
-            None => Err(NftError::NoReply {
-                table: self.table.clone(),
-                what: format!("a lookup in set {}", spec.name),
-            }),
+            errno => Err(self.failed(errno, format!("a lookup in set {}", spec.name))),
         }
     }
 }

@@ -211,24 +211,24 @@ impl Nft {
         if let Some(info) = info {
             return Ok(info);
         }
-        let errno = replies.iter().find_map(|reply| match reply {
-            Reply::Ack { errno, .. } if *errno != 0 => Some(*errno),
-            _ => None,
-        });
-        let what = || format!("a query for set {}", spec.name);
-        Err(match errno {
+        Err(match socket::first_error(&replies) {
             Some(libc::ENOENT) => self.missing(spec),
             Some(libc::EPERM) => NftError::Permission,
+            errno => self.failed(errno, format!("a query for set {}", spec.name)),
+        })
+    }
+
+    /// A request the kernel refused with `errno`, or (`None`) did not answer.
+    fn failed(&self, errno: Option<i32>, what: String) -> NftError {
+        let table = self.table.clone();
+        match errno {
             Some(errno) => NftError::Rejected {
-                table: self.table.clone(),
-                what: what(),
+                table,
+                what,
                 source: io::Error::from_raw_os_error(errno),
             },
-            None => NftError::NoReply {
-                table: self.table.clone(),
-                what: what(),
-            },
-        })
+            None => NftError::NoReply { table, what },
+        }
     }
 
     fn compare(&self, spec: SetSpec, info: sys::SetInfo) -> Result<(), NftError> {

@@ -98,6 +98,14 @@ fn set_option(fd: i32, option: i32) -> io::Result<()> {
     }
 }
 
+/// The first error among `replies`: the errno of a negative ACK.
+pub fn first_error(replies: &[Reply]) -> Option<i32> {
+    replies.iter().find_map(|reply| match reply {
+        Reply::Ack { errno, .. } if *errno != 0 => Some(*errno),
+        _ => None,
+    })
+}
+
 fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
 }

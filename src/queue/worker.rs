@@ -33,15 +33,9 @@ const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// What a worker does with a packet it received.
 enum Decision {
     Now(Verdict),
-    /// Hold it until its grant is in the kernel (or its deadline passes).
+    /// A connection to a protected service: the kernel's grant set decides, now or once its
+    /// grant is committed (or its deadline passes).
     Hold(Attempt),
-}
-
-/// What stepping a packet came to.
-enum Step {
-    Judged(Verdict),
-    /// A connection to a protected service, for the kernel's grant set to decide.
-    Held(Attempt),
 }
 
 /// A worker ready to run on its own thread.
@@ -286,12 +280,12 @@ impl Worker {
             }
         };
         let verdict = match self.step(now, hook, &packet) {
-            Step::Judged(verdict) => verdict,
-            Step::Held(attempt) if self.is_granted(attempt) => {
+            Decision::Now(verdict) => verdict,
+            Decision::Hold(attempt) if self.is_granted(attempt) => {
                 self.state.metrics.held_admitted.inc();
                 Verdict::Accept
             }
-            Step::Held(attempt) => return Decision::Hold(attempt),
+            hold @ Decision::Hold(_) => return hold,
         };
         if !self.pending.is_empty() {
             self.commit_pending();
@@ -311,7 +305,7 @@ impl Worker {
     /// Steps the source's engine under its shard lock and takes the grants out, so the netlink
     /// commit that follows does not hold up other sources of the shard. A connection to a
     /// protected service is held for the kernel's grant set to decide instead.
-    fn step(&mut self, now: Instant, hook: Hook, packet: &Packet) -> Step {
+    fn step(&mut self, now: Instant, hook: Hook, packet: &Packet) -> Decision {
         let knock = &packet.knock;
         let mut guard = self.state.shard(knock.source);
         let Shard {
@@ -320,7 +314,7 @@ impl Worker {
             protected,
         } = &mut *guard;
         if let Some(attempt) = protected.attempt(hook, packet) {
-            return Step::Held(attempt);
+            return Decision::Hold(attempt);
         }
         let before = engine.tracked_sources();
         let outcome = engine.on_packet(now, knock);
@@ -355,7 +349,7 @@ impl Worker {
                 .tracked_sources
                 .add(gauge_delta(before, after));
         }
-        Step::Judged(verdict)
+        Decision::Now(verdict)
     }
 
     /// Commits the pending grants in one batch before the verdict goes out, so the client's
