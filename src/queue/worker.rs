@@ -123,10 +123,6 @@ impl Worker {
                 self.settle_held(Instant::now());
             }
         }
-        for connection in self.held.take_all() {
-            self.state.metrics.held_dropped.inc();
-            self.send(connection.message, Verdict::Drop, connection.received);
-        }
         self.drain();
         debug!(queue = self.num, "worker stopped");
     }
@@ -141,6 +137,11 @@ impl Worker {
                 Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::ENOBUFS)) => {}
                 Err(_) => break,
             }
+        }
+        // Held connections (some may have come in just now) get their verdict too.
+        for connection in self.held.take_all() {
+            self.state.metrics.held_dropped.inc();
+            self.send(connection.message, Verdict::Drop, connection.received);
         }
         let _ = self.queue.unbind(self.num);
     }
