@@ -21,6 +21,7 @@
 //!   Its unsafe code lives in `nft::sys`.
 //! - [`metrics`]: the Prometheus registry; label children resolved up front. Read at scrape
 //!   time: the kernel's queue counters (`/proc`) and the active-grants book fed by the workers.
+//! - [`persist`]: state files replaced atomically and durably (temp file, fsync, rename).
 //! - [`daemon`]: `knock-nfq run`: startup, signals and reloads, systemd notifications and
 //!   watchdog, the `/metrics` endpoint. It drives `queue`; nothing on the packet path imports it.
 //! - [`client`]: `knock-nfq knock`, knockd's client: arguments into a `KnockPlan`, then one SYN
@@ -46,5 +47,6 @@ pub mod import;
 pub mod metrics;
 pub mod nft;
 pub mod packet;
+pub mod persist;
 pub mod queue;
 pub mod sandbox;

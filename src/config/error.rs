@@ -57,6 +57,14 @@ pub enum ConfigError {
     )]
     Writable { path: PathBuf, mode: u32 },
 
+    /// A key or secret file that group or others may read (or write).
+    #[error(
+        "{}: readable or writable by group or others (mode {mode:04o}): a secret must be \
+         private to its owner; fix with `chmod 600 {}`",
+        path.display(), path.display()
+    )]
+    SecretExposed { path: PathBuf, mode: u32 },
+
     /// figment could not merge its sources; not expected, as both providers are infallible.
     #[error("{}: {error}", path.display())]
     Merge {

@@ -29,7 +29,7 @@ use figment::Figment;
 use figment::providers::Env;
 
 pub use error::{ConfigError, Origin};
-pub use mode::{Exposure, check_trusted_file};
+pub use mode::{Exposure, check_trusted_file, read_secret_file};
 pub use model::*;
 pub use scan::{Order, ScanRisk};
 

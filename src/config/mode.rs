@@ -1,5 +1,6 @@
 //! Who else may change or read a file the daemon trusts: a config writable by a local user
-//! would let them open doors, and one readable by all gives away the sequences.
+//! would let them open doors, and one readable by all gives away the sequences. Key and secret
+//! files are stricter: private to their owner, or refused.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -42,6 +43,29 @@ pub fn check_trusted_file(path: &Path) -> Result<Exposure, ConfigError> {
     })
 }
 
+/// Group and other bits: a secret file with any of them set is refused.
+const SHARED_ANY: u32 = 0o077;
+
+/// Reads a key or secret file, refusing one that group or others may read or write. The
+/// contents never appear in an error.
+pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let read_error = |error| ConfigError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let mut file = fs::File::open(path).map_err(read_error)?;
+    let mode = file.metadata().map_err(read_error)?.permissions().mode() & 0o7777;
+    if mode & SHARED_ANY != 0 {
+        return Err(ConfigError::SecretExposed {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let mut contents = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut contents).map_err(read_error)?;
+    Ok(contents)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +86,21 @@ mod tests {
             assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
             assert!(err.contains(&format!("chmod go-w {path}")), "{err}");
         }
+    }
+
+    #[test]
+    fn a_secret_file_any_other_user_may_read_is_refused_and_a_private_one_is_read() {
+        for mode in [0o640, 0o604, 0o660, 0o700 | 0o010] {
+            let file = file_with_mode(mode);
+            let err = read_secret_file(file.path()).unwrap_err().to_string();
+            let path = file.path().display().to_string();
+            assert!(err.starts_with(&path), "{err}");
+            assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
+            assert!(err.contains(&format!("chmod 600 {path}")), "{err}");
+        }
+        let file = file_with_mode(0o600);
+        fs::write(file.path(), b"secret bytes").unwrap();
+        assert_eq!(read_secret_file(file.path()).unwrap(), b"secret bytes");
     }
 
     #[test]
