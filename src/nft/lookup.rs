@@ -68,7 +68,11 @@ impl Nft {
             .socket
             .transact([request.as_slice()])
             .map_err(NftError::Io)?;
-        if replies.iter().any(|r| matches!(r, Reply::Data { .. })) {
+        let is_element = |reply: &Reply| {
+            matches!(reply, Reply::Data { message }
+                if socket::message_type(message) == Some(sys::NEW_SET_ELEM_MESSAGE))
+        };
+        if replies.iter().any(is_element) {
             return Ok(true);
         }
         match socket::first_error(&replies) {

@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::sys::{self, ChainInfo, QueueMode, QueueRule};
 use super::{Nft, NftError};
-use crate::nft::socket::Reply;
+use crate::nft::socket::{self, Reply};
 
 /// `NFPROTO_INET`, `NF_INET_LOCAL_IN` and `NF_INET_FORWARD`.
 const FAMILY_INET: u32 = 1;
@@ -76,25 +76,42 @@ impl Nft {
         Ok(audit(&self.table, &chains, &rules, queues))
     }
 
-    /// Sends one dump request and returns its data messages.
+    /// Sends one dump request and returns its data messages; a dump the kernel marks as
+    /// interrupted by a concurrent ruleset change is read again.
     fn dump(&mut self, build: fn(&mut Vec<u8>, u32)) -> Result<Vec<Vec<u8>>, NftError> {
+        const TRIES: usize = 3;
+        for _ in 1..TRIES {
+            let messages = self.dump_once(build)?;
+            if !messages.iter().any(|m| socket::dump_interrupted(m)) {
+                return Ok(messages);
+            }
+        }
+        let messages = self.dump_once(build)?;
+        if messages.iter().any(|m| socket::dump_interrupted(m)) {
+            return Err(self.failed(Some(libc::EINTR), "a consistent ruleset dump".into()));
+        }
+        Ok(messages)
+    }
+
+    fn dump_once(&mut self, build: fn(&mut Vec<u8>, u32)) -> Result<Vec<Vec<u8>>, NftError> {
         let mut request = Vec::new();
         build(&mut request, 1);
         let replies = self
             .socket
             .transact([request.as_slice()])
             .map_err(NftError::Io)?;
-        let mut messages = Vec::new();
-        for reply in replies {
-            match reply {
-                Reply::Data { message } => messages.push(message),
-                Reply::Ack { errno, .. } if errno == libc::EPERM => {
-                    return Err(NftError::Permission);
-                }
-                Reply::Ack { .. } => {}
-            }
+        match socket::first_error(&replies) {
+            None => {}
+            Some(libc::EPERM) => return Err(NftError::Permission),
+            errno => return Err(self.failed(errno, "a ruleset dump".into())),
         }
-        Ok(messages)
+        Ok(replies
+            .into_iter()
+            .filter_map(|reply| match reply {
+                Reply::Data { message } => Some(message),
+                Reply::Ack { .. } => None,
+            })
+            .collect())
     }
 }
 

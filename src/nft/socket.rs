@@ -49,33 +49,54 @@ impl Socket {
         })
     }
 
-    /// Sends `parts` (one batch or request) and returns every reply.
+    /// Sends `parts` (one batch or request) and returns every reply to it.
     pub fn transact<'a>(
         &mut self,
         parts: impl IntoIterator<Item = &'a [u8]>,
     ) -> io::Result<Vec<Reply>> {
+        // A transaction that failed mid-read may have left replies queued: they must not be
+        // taken for this request's (a stale element would read as a grant).
+        self.discard_queued()?;
         self.socket.send_all(parts)?;
         let mut replies = Vec::new();
+        while self.receive(&mut replies)? {}
+        Ok(replies)
+    }
+
+    fn discard_queued(&mut self) -> io::Result<()> {
+        let mut stale = Vec::new();
         loop {
-            // SAFETY: buf is a live, writable buffer of buf.len() bytes owned by self.
-            let got = unsafe {
-                libc::recv(
-                    self.socket.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if got < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::WouldBlock {
-                    return Ok(replies);
-                }
-                return Err(err);
+            match self.receive(&mut stale) {
+                Ok(true) => stale.clear(),
+                Ok(false) => return Ok(()),
+                // The overrun is reported once; what follows it is still to be discarded.
+                Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(err) => return Err(err),
             }
-            let got = usize::try_from(got).expect("recv returned a non-negative count");
-            parse_replies(&self.buf[..got], &mut replies);
         }
+    }
+
+    /// Reads one datagram of queued replies into `out`; false when none is queued.
+    fn receive(&mut self, out: &mut Vec<Reply>) -> io::Result<bool> {
+        // SAFETY: buf is a live, writable buffer of buf.len() bytes owned by self.
+        let got = unsafe {
+            libc::recv(
+                self.socket.as_raw_fd(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if got < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::WouldBlock {
+                return Ok(false);
+            }
+            return Err(err);
+        }
+        let got = usize::try_from(got).expect("recv returned a non-negative count");
+        parse_replies(&self.buf[..got], out);
+        Ok(true)
     }
 }
 
@@ -96,6 +117,21 @@ fn set_option(fd: i32, option: i32) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// `NLM_F_DUMP_INTR`: the ruleset changed while this dump was being read; it is inconsistent.
+const NLM_F_DUMP_INTR: u16 = 0x10;
+
+/// The netlink message type of a data reply (subsystem << 8 | message).
+pub fn message_type(message: &[u8]) -> Option<u16> {
+    Some(u16::from_ne_bytes(message.get(4..6)?.try_into().ok()?))
+}
+
+/// Whether a data reply belongs to a dump that was interrupted by a ruleset change.
+pub fn dump_interrupted(message: &[u8]) -> bool {
+    message
+        .get(6..8)
+        .is_some_and(|flags| u16::from_ne_bytes([flags[0], flags[1]]) & NLM_F_DUMP_INTR != 0)
 }
 
 /// The first error among `replies`: the errno of a negative ACK.
@@ -168,6 +204,16 @@ mod tests {
             }
         );
         assert!(matches!(&replies[2], Reply::Data { message } if message.len() == 19));
+    }
+
+    #[test]
+    fn a_data_reply_tells_its_type_and_whether_its_dump_was_interrupted() {
+        let mut interrupted = message(0x0a0c, 5, &[0; 4]);
+        assert_eq!(message_type(&interrupted), Some(0x0a0c));
+        assert!(!dump_interrupted(&interrupted));
+        interrupted[6..8].copy_from_slice(&NLM_F_DUMP_INTR.to_ne_bytes());
+        assert!(dump_interrupted(&interrupted));
+        assert_eq!(message_type(&[0; 3]), None);
     }
 
     #[test]

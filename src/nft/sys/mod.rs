@@ -29,6 +29,10 @@ const NFT_MSG_DELSETELEM: u16 = 14;
 /// Delete if present, no ENOENT (kernel 6.3+; Debian 12's headers predate it).
 const NFT_MSG_DESTROYSETELEM: u16 = 30;
 /// `NFT_SET_ELEM_INTERVAL_END`.
+/// The netlink type of an element message (`NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWSETELEM`),
+/// which answers a lookup that found its element.
+pub const NEW_SET_ELEM_MESSAGE: u16 = (10 << 8) | 12;
+
 pub const ELEM_INTERVAL_END: u32 = 0x1;
 
 /// `NLM_F_ACK` and `NLM_F_CREATE` (linux/netlink.h), as the header's u16 flags field takes them.
