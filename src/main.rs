@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use knock_nfq::cli::{self, Cli, Command};
-use knock_nfq::config::{Config, Exposure, LogFormat, check_trusted_file};
+use knock_nfq::config::{Config, Exposure, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -31,8 +31,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &cli::ConfigArg) -> anyhow::Result<()> {
-    let exposure = check_trusted_file(&args.config)?;
-    let config = Config::load(&args.config)?;
+    let (config, exposure) = Config::load_trusted(&args.config)?;
     init_tracing(config.daemon.log_format);
     if let Exposure::WorldReadable { mode } = exposure {
         tracing::warn!(config = %args.config.display(), mode = %format!("{mode:04o}"), "{}", cli::WORLD_READABLE);
@@ -42,8 +41,7 @@ fn run(args: &cli::ConfigArg) -> anyhow::Result<()> {
 
 fn check(args: &cli::CheckArgs) -> anyhow::Result<()> {
     let path = &args.config.config;
-    let exposure = check_trusted_file(path)?;
-    let config = Config::load(path)?;
+    let (config, exposure) = Config::load_trusted(path)?;
     if let Exposure::WorldReadable { mode } = exposure {
         let path = path.display();
         println!("warning: {path} (mode {mode:04o}): {}", cli::WORLD_READABLE);

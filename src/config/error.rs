@@ -57,6 +57,27 @@ pub enum ConfigError {
     )]
     Writable { path: PathBuf, mode: u32 },
 
+    /// A trusted file owned by a user other than root or the daemon's own: its owner could
+    /// change its mode and contents at will.
+    #[error(
+        "{}: owned by uid {uid}, neither root nor the daemon's user: its owner could change \
+         what the daemon grants; fix with `chown root {}`",
+        path.display(), path.display()
+    )]
+    Owner { path: PathBuf, uid: u32 },
+
+    /// The directory of a trusted file lets others replace the file (writable, not sticky).
+    #[error(
+        "{}: writable by group or others (mode {mode:04o}): a local user could replace {}; \
+         fix with `chmod go-w {}`",
+        dir.display(), file.display(), dir.display()
+    )]
+    DirectoryWritable {
+        dir: PathBuf,
+        file: PathBuf,
+        mode: u32,
+    },
+
     /// A key or secret file that group or others may read (or write).
     #[error(
         "{}: readable or writable by group or others (mode {mode:04o}): a secret must be \

@@ -29,7 +29,7 @@ use figment::Figment;
 use figment::providers::Env;
 
 pub use error::{ConfigError, Origin};
-pub use mode::{Exposure, check_trusted_file, read_secret_file};
+pub use mode::{Exposure, read_secret_file};
 pub use model::*;
 pub use scan::{Order, ScanRisk};
 
@@ -49,9 +49,20 @@ impl Config {
             path: path.to_owned(),
             error,
         })?;
+        Config::parse_with_env(&text, path)
+    }
+
+    /// [`Config::load`] for the daemon: the file is refused unless only its owner (root or the
+    /// daemon's user) can change it; the exposure says whether every local user may read it.
+    pub fn load_trusted(path: &Path) -> Result<(Config, Exposure), ConfigError> {
+        let (text, exposure) = mode::read_trusted_file(path)?;
+        Ok((Config::parse_with_env(&text, path)?, exposure))
+    }
+
+    fn parse_with_env(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let env = Env::prefixed(ENV_PREFIX).split(ENV_SEPARATOR);
         validate(
-            &Figment::from(source::TomlFile::parse(&text, path)?).merge(env),
+            &Figment::from(source::TomlFile::parse(text, path)?).merge(env),
             path,
         )
     }

@@ -203,8 +203,7 @@ impl Daemon {
     }
 
     fn try_reload(&mut self) -> Result<(), DaemonError> {
-        crate::config::check_trusted_file(&self.config.path)?;
-        let mut config = Config::load(&self.config.path)?;
+        let (mut config, _) = Config::load_trusted(&self.config.path)?;
         // Bound queues, the verified table and the metrics listener change only on restart.
         let old = &self.config.daemon;
         if (
