@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::{
-    self, AddressFamily, ClientError, DefaultProto, KnockPlan, KnockRequest, KnockSource, Verbosity,
+    self, AddressFamily, ClientError, DefaultProto, KnockPlan, KnockRequest, KnockSource, SpaPlan,
+    Verbosity,
 };
 use crate::config::{self, Config, Proto};
 use crate::import::{self, ImportError};
@@ -38,6 +39,47 @@ pub enum Command {
     /// Print a knockd.conf translated to this program's config (TOML) on stdout.
     #[command(name = "import-knockd")]
     ImportKnockd(ImportArgs),
+    /// Open an SPA door: send one signed datagram (`knock-nfq spa HOST --door ssh --key-file K`).
+    Spa(SpaArgs),
+    /// Make a new random SPA key: base64 on stdout, or a new file only its owner may read.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SpaArgs {
+    /// The host to open: a name or an address.
+    pub host: String,
+    /// The SPA door's name, as in the daemon's config.
+    #[arg(long, value_name = "NAME")]
+    pub door: String,
+    /// The door's key, as `knock-nfq keygen` wrote it (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: PathBuf,
+    /// The address to grant instead of this host's (behind NAT); the door must allow it.
+    #[arg(long, value_name = "ADDR")]
+    pub grant_address: Option<std::net::IpAddr>,
+    /// The door's UDP port.
+    #[arg(long, short = 'p', value_name = "PORT", default_value_t = client::DEFAULT_SPA_PORT)]
+    pub port: u16,
+    /// Ask for only these of the door's targets (PORT/PROTO; repeatable). Default: all.
+    #[arg(long = "open", value_name = "PORT/PROTO")]
+    pub open: Vec<String>,
+    /// Send to the host's IPv4 address.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Send to the host's IPv6 address.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+    /// Print what is sent.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the key to this new file (mode 0600) instead of stdout; never overwrites.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -128,11 +170,7 @@ impl KnockArgs {
         };
         KnockRequest {
             host: self.host.clone(),
-            family: match (self.ipv4, self.ipv6) {
-                (true, _) => AddressFamily::V4,
-                (_, true) => AddressFamily::V6,
-                _ => AddressFamily::Any,
-            },
+            family: family(self.ipv4, self.ipv6),
             knocks,
             delay: Duration::from_millis(self.delay),
             verbosity: if self.verbose {
@@ -151,9 +189,82 @@ pub struct ImportArgs {
     pub path: PathBuf,
 }
 
-/// `knock-nfq knock`: builds the plan and sends it; `-v` lines go to `out`.
+/// `knock-nfq knock`: builds the plan and sends it; `-v` lines go to `out`. A `--door` that
+/// is an SPA door is opened with its message instead of a sequence.
 pub fn knock(args: &KnockArgs, out: &mut impl Write) -> Result<(), ClientError> {
-    client::send(&KnockPlan::from_request(&args.request())?, out)
+    let request = args.request();
+    if let KnockSource::Door { config, door } = &request.knocks {
+        let config = Config::load(config)?;
+        let door = client::find_door(&config, door)?;
+        if let Some(mut plan) = SpaPlan::for_door(door, &request.host) {
+            plan.family = request.family;
+            plan.verbosity = request.verbosity;
+            return client::send_spa(&plan, out);
+        }
+    }
+    client::send(&KnockPlan::from_request(&request)?, out)
+}
+
+/// `knock-nfq spa`.
+pub fn spa(args: &SpaArgs, out: &mut impl Write) -> Result<(), ClientError> {
+    let plan = SpaPlan {
+        host: args.host.clone(),
+        family: family(args.ipv4, args.ipv6),
+        port: args.port,
+        door: args.door.clone(),
+        key: client::key_from_file(&args.key_file)?,
+        ports: client::requested_ports(&args.open)?,
+        grant_address: args.grant_address,
+        verbosity: match args.verbose {
+            true => Verbosity::EachKnock,
+            false => Verbosity::Quiet,
+        },
+    };
+    client::send_spa(&plan, out)
+}
+
+/// Why `keygen` wrote no key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeygenError {
+    #[error("cannot draw random bytes: {0}")]
+    Random(String),
+    #[error("{}: cannot create the key file (it is never overwritten)", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `knock-nfq keygen`: the key on `out`, or in a new file created with mode 0600.
+pub fn keygen(args: &KeygenArgs, out: &mut impl Write) -> Result<(), KeygenError> {
+    let key = config::new_key_file().map_err(|e| KeygenError::Random(e.to_string()))?;
+    let Some(path) = &args.output else {
+        let _ = out.write_all(key.as_bytes());
+        return Ok(());
+    };
+    let create = || -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(key.as_bytes())?;
+        file.sync_all()
+    };
+    create().map_err(|source| KeygenError::Create {
+        path: path.clone(),
+        source,
+    })
+}
+
+fn family(ipv4: bool, ipv6: bool) -> AddressFamily {
+    match (ipv4, ipv6) {
+        (true, _) => AddressFamily::V4,
+        (_, true) => AddressFamily::V6,
+        _ => AddressFamily::Any,
+    }
 }
 
 /// `knock-nfq import-knockd`: the TOML on `out`, one warning line per untranslated door or

@@ -11,6 +11,9 @@
 //!   grants, each carrying its door's compiled [`engine::GrantSpec`] (targets per address family,
 //!   `open_for`, action), so carrying one out needs nothing else; no I/O, no clock reads, a
 //!   bounded source table.
+//! - [`spa`]: single-packet authorization: the versioned wire format (HMAC-SHA256), the
+//!   verifying gate (age, door, ports, address, rate) and the bounded nonce replay cache that
+//!   is persisted under the state directory before a grant is made. Pure except `spa::store`.
 //! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into an [`engine::Knock`].
 //! - [`queue`]: the packet path. The engine sharded by source ([`queue::State`]) and the NFQUEUE
 //!   workers (nfq), one blocking thread per queue: parse, step the engine under the shard lock,
@@ -25,11 +28,11 @@
 //! - [`daemon`]: `knock-nfq run`: startup, signals and reloads, systemd notifications and
 //!   watchdog, the `/metrics` endpoint. It drives `queue`; nothing on the packet path imports it.
 //! - [`client`]: `knock-nfq knock`, knockd's client: arguments into a `KnockPlan`, then one SYN
-//!   or datagram per knock.
+//!   or datagram per knock; `knock-nfq spa` builds and sends one signed SPA datagram.
 //! - [`import`]: `knock-nfq import-knockd`: a knockd.conf parsed into a typed form, translated
 //!   and rendered as this project's TOML, with a comment for whatever could not be translated.
 //! - [`cli`]: the command line and the commands that are not the daemon (`check`, `knock`,
-//!   `import-knockd`).
+//!   `spa`, `keygen`, `import-knockd`).
 //! - [`sandbox`]: throw-away networks of namespaces (client, gateway, LAN host) with the shipped
 //!   ruleset loaded, and the iptables-nft queue fallback for kernels without nft's `queue`.
 //!   The code behind `knock-nfq demo` and the netns tests; nothing else imports it.
@@ -50,3 +53,4 @@ pub mod packet;
 pub mod persist;
 pub mod queue;
 pub mod sandbox;
+pub mod spa;

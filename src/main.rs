@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Demo => demo(),
         Command::Knock(args) => cli::knock(&args, &mut std::io::stdout()).map_err(Into::into),
+        Command::Spa(args) => cli::spa(&args, &mut std::io::stdout()).map_err(Into::into),
+        Command::Keygen(args) => cli::keygen(&args, &mut std::io::stdout()).map_err(Into::into),
         Command::ImportKnockd(args) => {
             cli::import_knockd(&args, &mut std::io::stdout(), &mut std::io::stderr())
                 .map_err(Into::into)

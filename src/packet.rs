@@ -92,6 +92,19 @@ pub fn parse(packet: &[u8]) -> Result<Packet, PacketError> {
     })
 }
 
+/// A UDP packet's payload, as far as the copy range reached: `None` unless the packet is
+/// UDP and whole (its UDP length fits what was copied).
+pub fn udp_payload(packet: &[u8]) -> Option<&[u8]> {
+    let (ip, _) = LaxIpSlice::from_slice(packet).ok()?;
+    let payload = ip.payload();
+    if payload.ip_number != IpNumber::UDP || payload.fragmented {
+        return None;
+    }
+    let udp = payload.payload;
+    let length = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
+    udp.get(8..length)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,15 @@ pub enum ClientError {
         doors: Vec<String>,
     },
 
+    #[error("--open {spec:?}: expected PORT/PROTO of one of the door's targets, such as 22/tcp")]
+    BadOpen { spec: String },
+
+    #[error("at most {max} --open ports fit in one SPA message")]
+    TooManyPorts { max: usize },
+
+    #[error("cannot draw a random nonce: {0}")]
+    Random(String),
+
     #[error("cannot resolve host {host:?}: {reason}")]
     Resolve { host: String, reason: String },
 

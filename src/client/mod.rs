@@ -6,6 +6,7 @@
 
 mod error;
 mod send;
+mod spa;
 
 #[cfg(test)]
 mod tests;
@@ -15,9 +16,12 @@ use std::time::Duration;
 
 pub use error::ClientError;
 pub use send::send;
+pub use spa::{
+    DEFAULT_PORT as DEFAULT_SPA_PORT, SpaPlan, key_from_file, requested_ports, send_spa,
+};
 
 use crate::config::parse;
-use crate::config::{Config, KnockPort, Proto};
+use crate::config::{Config, Door, KnockPort, Proto};
 
 /// Which address of the host to knock on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,14 +131,20 @@ fn parse_knock(spec: &str, DefaultProto(default): DefaultProto) -> Option<KnockP
 
 /// The sequence of the door called `name`; an unknown name lists the doors there are.
 pub fn door_sequence(config: &Config, name: &str) -> Result<Vec<KnockPort>, ClientError> {
-    match config.doors.iter().find(|door| door.name == name) {
-        Some(door) => Ok(door.sequence.clone()),
-        None => Err(ClientError::UnknownDoor {
+    Ok(find_door(config, name)?.sequence.clone())
+}
+
+/// The door called `name`; an unknown name lists the doors there are.
+pub fn find_door<'a>(config: &'a Config, name: &str) -> Result<&'a Door, ClientError> {
+    config
+        .doors
+        .iter()
+        .find(|door| door.name == name)
+        .ok_or_else(|| ClientError::UnknownDoor {
             name: name.to_owned(),
             path: config.path.clone(),
             doors: config.doors.iter().map(|d| d.name.clone()).collect(),
-        }),
-    }
+        })
 }
 
 /// `[2001:db8::1]` as well as `2001:db8::1`: users copy bracketed addresses from URLs.

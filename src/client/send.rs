@@ -85,12 +85,16 @@ fn syn(dest: SocketAddr) -> io::Result<()> {
     }
 }
 
-fn datagram(dest: SocketAddr) -> io::Result<()> {
-    let any = match dest {
+/// The wildcard address of `dest`'s family, to send from.
+pub(super) fn unspecified(dest: SocketAddr) -> IpAddr {
+    match dest {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
-    let socket = UdpSocket::bind(SocketAddr::new(any, 0))?;
+    }
+}
+
+fn datagram(dest: SocketAddr) -> io::Result<()> {
+    let socket = UdpSocket::bind(SocketAddr::new(unspecified(dest), 0))?;
     // One byte, as knockd's client sends.
     socket.send_to(&[0], dest).map(drop)
 }

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::value::Value;
@@ -25,6 +25,7 @@ pub const DAEMON_KEYS: &[&str] = &[
     "max_sources",
     "max_grants",
     "log_format",
+    "state_dir",
 ];
 pub const DOOR_KEYS: &[&str] = &[
     "name",
@@ -36,11 +37,16 @@ pub const DOOR_KEYS: &[&str] = &[
     "open_for",
     "action",
     "max_grants_per_second",
+    "spa",
+    "spa_allow_address",
 ];
+/// Keys of a sequence door that a door opened by `spa` has no use for.
+const SEQUENCE_ONLY_KEYS: &[&str] = &["sequence", "seq_timeout", "tcp_flags", "strict"];
 
 const DEFAULT_QUEUE: u16 = 0;
 const DEFAULT_TABLE: &str = "knock_nfq";
 const DEFAULT_METRICS: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9469));
+const DEFAULT_STATE_DIR: &str = "/var/lib/knock-nfq";
 const DEFAULT_MAX_SOURCES: usize = 100_000;
 /// About 81 bytes each: a million tracked sources is some 80 MiB, within the unit's MemoryMax.
 const MAX_MAX_SOURCES: usize = 1_000_000;
@@ -73,6 +79,7 @@ const EXPECT_METRICS: &str =
 const EXPECT_MAX_SOURCES: &str = "a number of sources from 1 to 1000000";
 const EXPECT_MAX_GRANTS: &str = "the `size` of the ruleset's grant sets (allow4, allow6, allow_fwd4, allow_fwd6), 1 to 16777216";
 const EXPECT_MAX_GRANTS_PER_SECOND: &str = "a number of grants per second from 1 to 100000";
+const EXPECT_STATE_DIR: &str = "an absolute directory path such as \"/var/lib/knock-nfq\"";
 const EXPECT_LOG_FORMAT: &str = "\"text\" or \"json\"";
 const EXPECT_DOORS: &str = "one or more [[door]] tables";
 const EXPECT_DOOR: &str = "a [[door]] table";
@@ -114,11 +121,12 @@ fn default_daemon() -> Daemon {
         max_sources: DEFAULT_MAX_SOURCES,
         max_grants: DEFAULT_MAX_GRANTS,
         log_format: LogFormat::Text,
+        state_dir: DEFAULT_STATE_DIR.into(),
     }
 }
 
 /// Parses `key` if present.
-fn optional<'a, T>(
+pub(super) fn optional<'a, T>(
     table: &Table<'a>,
     key: &str,
     parse: impl FnOnce(&Node<'a>) -> Result<T>,
@@ -140,6 +148,7 @@ fn daemon(node: &Node) -> Result<Daemon> {
         })?
         .unwrap_or(default.max_grants),
         log_format: optional(&t, "log_format", log_format)?.unwrap_or(default.log_format),
+        state_dir: optional(&t, "state_dir", state_dir)?.unwrap_or(default.state_dir),
     })
 }
 
@@ -203,6 +212,14 @@ fn in_range(node: &Node, expected: &str, max: u32) -> Result<u32> {
     Ok(value)
 }
 
+fn state_dir(node: &Node) -> Result<PathBuf> {
+    let dir = Path::new(node.str(EXPECT_STATE_DIR)?);
+    match dir.is_absolute() {
+        true => Ok(dir.to_owned()),
+        false => Err(node.invalid(EXPECT_STATE_DIR)),
+    }
+}
+
 fn log_format(node: &Node) -> Result<LogFormat> {
     match node.str(EXPECT_LOG_FORMAT)? {
         "text" => Ok(LogFormat::Text),
@@ -218,6 +235,8 @@ struct ParsedDoor<'a> {
     label: String,
     name: Node<'a>,
     knocks: Vec<Node<'a>>,
+    /// An SPA door's `spa.port`.
+    spa_port: Option<Node<'a>>,
 }
 
 fn doors(node: &Node) -> Result<Vec<Door>> {
@@ -240,6 +259,7 @@ fn doors(node: &Node) -> Result<Vec<Door>> {
         parsed.push(door);
     }
     knocks_can_arrive(&parsed)?;
+    spa_ports_are_free(&parsed)?;
     Ok(parsed.into_iter().map(|p| p.door).collect())
 }
 
@@ -252,7 +272,14 @@ fn door<'a>(node: &Node<'a>) -> Result<ParsedDoor<'a>> {
     )?;
     // From here on, messages show the door's name beside its index.
     let t = t.named(name);
-    let (sequence, knocks) = sequence(&t)?;
+    let spa = super::spa::door_spa(&t)?;
+    let (sequence, knocks) = match spa {
+        None => sequence(&t)?,
+        Some(_) => {
+            no_sequence_keys(&t)?;
+            (Vec::new(), Vec::new())
+        }
+    };
     let door = Door {
         name: name.to_owned(),
         seq_timeout: optional(&t, "seq_timeout", seq_timeout)?.unwrap_or(DEFAULT_SEQ_TIMEOUT),
@@ -266,6 +293,7 @@ fn door<'a>(node: &Node<'a>) -> Result<ParsedDoor<'a>> {
         })?
         .unwrap_or(DEFAULT_MAX_GRANTS_PER_SECOND),
         sequence,
+        spa,
     };
     Ok(ParsedDoor {
         door,
@@ -273,7 +301,25 @@ fn door<'a>(node: &Node<'a>) -> Result<ParsedDoor<'a>> {
         // Again, now shown with the door's name, for the duplicate check.
         name: t.require("name", EXPECT_NAME)?,
         knocks,
+        spa_port: t.get("spa").and_then(|spa| {
+            let Value::Dict(..) = spa.value else {
+                return None;
+            };
+            spa.table(EXPECT_DOOR, super::spa::SPA_KEYS)
+                .ok()?
+                .get("port")
+        }),
     })
+}
+
+fn no_sequence_keys(t: &Table) -> Result<()> {
+    match SEQUENCE_ONLY_KEYS.iter().find_map(|key| t.get(key)) {
+        Some(node) => Err(node.invalid_found(
+            "no sequence keys on a door opened by spa (one signed datagram opens it)",
+            describe(node.value),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn sequence<'a>(t: &Table<'a>) -> Result<(Vec<KnockPort>, Vec<Node<'a>>)> {
@@ -385,7 +431,11 @@ fn action(node: &Node) -> Result<Action> {
 
 /// A humantime string within `range`. Bare numbers are refused with a hint: TOML has no unit,
 /// and guessing seconds would hide a typo such as `30` meant as minutes.
-fn duration(node: &Node, expected: &str, range: RangeInclusive<Duration>) -> Result<Duration> {
+pub(super) fn duration(
+    node: &Node,
+    expected: &str,
+    range: RangeInclusive<Duration>,
+) -> Result<Duration> {
     let bare = |number: &str| {
         let found = describe(node.value);
         node.invalid_found(
@@ -475,4 +525,34 @@ fn local(knock: KnockPort) -> Target {
         port: knock.port,
         proto: knock.proto,
     }
+}
+
+/// An SPA port takes every UDP datagram to it: no sequence may knock there, and no door may
+/// open it on this host (the kernel would drop the messages before the daemon saw them).
+fn spa_ports_are_free(doors: &[ParsedDoor]) -> Result<()> {
+    for door in doors {
+        let (Some(spa), Some(node)) = (&door.door.spa, &door.spa_port) else {
+            continue;
+        };
+        let knock = KnockPort {
+            port: spa.port,
+            proto: Proto::Udp,
+        };
+        let clash = doors.iter().find_map(|other| {
+            if other.door.sequence.contains(&knock) {
+                Some(format!("a knock of {}", other.label))
+            } else if other.door.targets.contains(&local(knock)) {
+                Some(format!("opened on this host by {}", other.label))
+            } else {
+                None
+            }
+        });
+        if let Some(clash) = clash {
+            return Err(node.invalid_found(
+                "a UDP port that no sequence knocks on and no door opens on this host",
+                format!("{}, {clash}", describe(node.value)),
+            ));
+        }
+    }
+    Ok(())
 }

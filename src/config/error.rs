@@ -86,6 +86,10 @@ pub enum ConfigError {
     )]
     SecretExposed { path: PathBuf, mode: u32 },
 
+    /// A key file that does not hold a key (its contents are never shown).
+    #[error("{}: expected {KEY_FILE}; found something else", path.display())]
+    BadKey { path: PathBuf },
+
     /// figment could not merge its sources; not expected, as both providers are infallible.
     #[error("{}: {error}", path.display())]
     Merge {
@@ -93,6 +97,8 @@ pub enum ConfigError {
         error: Box<figment::Error>,
     },
 }
+
+const KEY_FILE: &str = "one base64 key of 32 bytes, as `knock-nfq keygen` writes";
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 //! - `parse`: the small string syntaxes (knocks, targets, TCP flags, names).
 //! - `error`: [`ConfigError`], whose `Display` is the full message for the user.
 //! - `mode`: the permission check of files the daemon trusts.
+//! - `spa`: a door's `spa` table, with its key file read and checked.
 //! - `scan`: whether a port scan in port order can complete a door ([`ScanRisk`]).
 
 mod build;
@@ -16,6 +17,7 @@ pub mod model;
 pub(crate) mod parse;
 mod scan;
 mod source;
+mod spa;
 mod summary;
 mod tree;
 
@@ -32,6 +34,7 @@ pub use error::{ConfigError, Origin};
 pub use mode::{Exposure, read_secret_file};
 pub use model::*;
 pub use scan::{Order, ScanRisk};
+pub use spa::{new_key_file, read_key_file};
 
 /// Where the daemon looks without `--config`.
 pub const DEFAULT_PATH: &str = "/etc/knock-nfq/knock-nfq.toml";

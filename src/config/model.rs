@@ -31,6 +31,8 @@ pub struct Daemon {
     /// The `size` each grant set must have in the kernel (checked at start and by `check`).
     pub max_grants: u32,
     pub log_format: LogFormat,
+    /// Where state that must survive a restart is kept (the SPA replay cache).
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +227,31 @@ pub struct Door {
     /// Grants the door makes per second (burst: as many at once); completions beyond it are
     /// refused and counted.
     pub max_grants_per_second: u32,
+    /// Opened by one signed datagram instead of a sequence (then `sequence` is empty).
+    pub spa: Option<Spa>,
+}
+
+/// A door's single-packet authorization: a UDP port, an HMAC key, how old a message may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spa {
+    /// The UDP port messages are sent to.
+    pub port: u16,
+    pub key_file: PathBuf,
+    /// Never printed: its `Debug` is redacted.
+    pub key: crate::spa::Key,
+    pub max_age: Duration,
+    pub grant_address: GrantAddress,
+}
+
+/// Which address an accepted SPA message grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GrantAddress {
+    /// The datagram's source address, always.
+    #[default]
+    Sender,
+    /// `spa_allow_address = true`: the address the message names, if any (a client behind
+    /// NAT), else the sender's.
+    NamedOrSender,
 }
 
 /// The most ports a sequence may have.

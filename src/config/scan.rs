@@ -29,7 +29,8 @@ impl Door {
     /// How a port scan completes this door, if one can. Close doors are left out: completing
     /// one only revokes the scanner's own grants.
     pub fn scan_risk(&self) -> Option<ScanRisk> {
-        if self.action == Action::Close {
+        // A scan cannot forge an SPA message.
+        if self.action == Action::Close || self.spa.is_some() {
             return None;
         }
         if self.sequence.len() == 1 {

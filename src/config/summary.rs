@@ -2,19 +2,33 @@
 
 use humantime::format_duration;
 
-use super::model::{Action, Door, ScanPolicy};
+use super::model::{Action, Door, GrantAddress, ScanPolicy};
 
 impl Door {
     /// What the door does, in the config's own syntax, e.g.
     /// `ssh: 7000:tcp 8000:tcp 9000:udp within 15s, flags syn,!ack -> open 22/tcp for 30s`.
     pub fn summary(&self) -> String {
         let knocks: Vec<String> = self.sequence.iter().map(ToString::to_string).collect();
-        let mut line = format!(
-            "{}: {} within {}",
-            self.name,
-            knocks.join(" "),
-            format_duration(self.seq_timeout)
-        );
+        let mut line = match &self.spa {
+            // The key is never shown: only the file it is read from.
+            Some(spa) => format!(
+                "{}: SPA on {}/udp, key {}, max age {}{}",
+                self.name,
+                spa.port,
+                spa.key_file.display(),
+                format_duration(spa.max_age),
+                match spa.grant_address {
+                    GrantAddress::Sender => "",
+                    GrantAddress::NamedOrSender => ", may name the address to grant",
+                }
+            ),
+            None => format!(
+                "{}: {} within {}",
+                self.name,
+                knocks.join(" "),
+                format_duration(self.seq_timeout)
+            ),
+        };
         if let Some(flags) = self.tcp_flags {
             line.push_str(&format!(", flags {flags}"));
         }

@@ -275,11 +275,14 @@ fn example_file_shows_every_key() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/knock-nfq.example.toml");
     let text = fs::read_to_string(path).expect("example file");
     let keys = build::DAEMON_KEYS.iter().chain(build::DOOR_KEYS);
+    // An SPA door needs a key file, so the example shows it commented out.
+    let commented = ["spa", "spa_allow_address"];
     for key in keys {
-        assert!(
-            text.contains(&format!("\n{key} = ")),
-            "the example doesn't show {key}"
-        );
+        let shown = match commented.contains(key) {
+            true => format!("\n#{key} = "),
+            false => format!("\n{key} = "),
+        };
+        assert!(text.contains(&shown), "the example doesn't show {key}");
     }
 }
 
@@ -352,7 +355,7 @@ fn unknown_key_in_daemon() {
     assert_eq!(
         message,
         "test.toml: daemon.queue: unknown key; expected one of queues, interfaces, table, \
-         metrics, max_sources, max_grants, log_format"
+         metrics, max_sources, max_grants, log_format, state_dir"
     );
 }
 
@@ -371,7 +374,8 @@ fn unknown_key_in_door() {
     assert_eq!(
         message,
         "test.toml: door[0].opne: unknown key; expected one of name, sequence, seq_timeout, \
-         tcp_flags, strict, open, open_for, action, max_grants_per_second"
+         tcp_flags, strict, open, open_for, action, max_grants_per_second, spa, \
+         spa_allow_address"
     );
 }
 
@@ -889,5 +893,95 @@ fn more_targets_than_a_door_may_open_are_rejected() {
     assert_message(
         &message,
         &["door[2] (\"ssh\").open: expected at most 16 targets, found 17 targets"],
+    );
+}
+
+// ---- SPA doors ----
+
+/// A key file with `mode` in a directory of its own, and the door that reads it.
+fn spa_config(mode: u32, contents: &str, extra: &str) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("ssh.key");
+    fs::write(&key, contents).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
+    let toml = format!(
+        "[[door]]\nname = \"ssh\"\nspa = {{ port = \"62201/udp\", key_file = {:?} }}\n\
+         open = [\"22/tcp\"]\n{extra}",
+        key.display().to_string()
+    );
+    (dir, toml)
+}
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
+
+#[test]
+fn an_spa_door_reads_its_key_and_never_shows_it() {
+    let (_dir, toml) = spa_config(0o600, KEY, "spa_allow_address = true\n");
+    let config = read(&toml).unwrap_or_else(|e| panic!("{e}"));
+    let spa = config.doors[0].spa.as_ref().expect("an SPA door");
+    assert_eq!(spa.port, 62201);
+    assert_eq!(spa.max_age, Duration::from_secs(30));
+    assert_eq!(spa.grant_address, GrantAddress::NamedOrSender);
+    assert_eq!(
+        spa.key,
+        crate::spa::Key::new(std::array::from_fn(|i| u8::try_from(i).unwrap()))
+    );
+    assert!(config.doors[0].sequence.is_empty());
+    let shown = format!("{config:?}{}", config.doors[0].summary());
+    assert!(
+        !shown.contains("AAECAwQF") && !shown.contains("[0, 1, 2, 3"),
+        "{shown}"
+    );
+    assert!(
+        config.doors[0]
+            .summary()
+            .starts_with("ssh: SPA on 62201/udp, key ")
+    );
+}
+
+#[test]
+fn a_key_file_others_may_read_is_refused_naming_the_file_mode_and_fix() {
+    let (dir, toml) = spa_config(0o640, KEY, "");
+    let key = dir.path().join("ssh.key").display().to_string();
+    assert_message(
+        &rejected(&toml),
+        &[&key, "mode 0640", &format!("chmod 600 {key}")],
+    );
+}
+
+#[test]
+fn a_key_file_without_a_key_is_refused_without_showing_its_contents() {
+    let (_dir, toml) = spa_config(0o600, "hunter2-not-a-key\n", "");
+    let message = rejected(&toml);
+    assert_message(
+        &message,
+        &["door[0] (\"ssh\").spa.key_file", "base64 key of 32 bytes"],
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+    let (dir, toml) = spa_config(0o600, KEY, "");
+    fs::remove_file(dir.path().join("ssh.key")).unwrap();
+    assert_message(&rejected(&toml), &["spa.key_file", "cannot read it"]);
+}
+
+#[test]
+fn an_spa_door_has_no_sequence_keys_and_listens_on_udp_only() {
+    let (_dir, toml) = spa_config(0o600, KEY, "sequence = [7000]\n");
+    assert_message(
+        &rejected(&toml),
+        &["sequence", "no sequence keys on a door opened by spa"],
+    );
+    let (_dir, toml) = spa_config(0o600, KEY, "");
+    let tcp = toml.replace("62201/udp", "62201/tcp");
+    assert_message(&rejected(&tcp), &["spa.port", "a UDP port"]);
+    let (_dir, toml) = spa_config(0o600, KEY, "");
+    let clash =
+        format!("{toml}[[door]]\nname = \"b\"\nsequence = [\"62201:udp\"]\nopen = [\"23\"]\n");
+    assert_message(&rejected(&clash), &["spa.port", "a knock of door[1]"]);
+    assert_message(
+        &rejected_door(
+            "name = \"c\"\nsequence = [1003]\nspa_allow_address = true\nopen = [\"24\"]",
+        ),
+        &["spa_allow_address only on a door with a spa table"],
     );
 }

@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::nft::{Nft, NftError};
 use crate::queue::{self, QueueError, State, Worker, WorkerHandle};
+use crate::spa::{SpaState, StoreError};
 use watchdog::Watchdog;
 
 /// How often the supervisor checks the workers and the table.
@@ -38,6 +39,8 @@ pub enum DaemonError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Spa(#[from] StoreError),
     #[error("the worker of NFQUEUE {queue} died")]
     WorkerDied { queue: u16 },
     #[error("cannot set up the runtime, threads or signal handlers")]
@@ -87,7 +90,16 @@ impl Daemon {
         let table_handle = Some(nft.table_handle()?);
         let metrics = Metrics::new(&config);
         metrics.last_reload_success.set(unix_now());
-        let state = Arc::new(State::new(&config, config.daemon.queues.len(), metrics));
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let spa = SpaState::open(&config, Instant::now(), since_epoch)?;
+        let state = Arc::new(State::new(
+            &config,
+            config.daemon.queues.len(),
+            metrics,
+            spa,
+        ));
         let stop = Arc::new(AtomicBool::new(false));
         queue::install_wake_handler().map_err(DaemonError::Runtime)?;
         let mut workers = Vec::new();
@@ -210,15 +222,19 @@ impl Daemon {
             &config.daemon.queues,
             &config.daemon.table,
             config.daemon.metrics,
-        ) != (&old.queues, &old.table, old.metrics)
+            &config.daemon.state_dir,
+        ) != (&old.queues, &old.table, old.metrics, &old.state_dir)
         {
             warn!(
-                "changes to daemon.queues, daemon.table and daemon.metrics take effect at the next restart"
+                "changes to daemon.queues, daemon.table, daemon.metrics and daemon.state_dir \
+                 take effect at the next restart"
             );
             config.daemon.queues.clone_from(&old.queues);
             config.daemon.table.clone_from(&old.table);
             config.daemon.metrics = old.metrics;
+            config.daemon.state_dir.clone_from(&old.state_dir);
         }
+        self.state.spa().save_if_used(&config)?;
         self.state.protect_during_reload(&config);
         let filled = self.nft.fill_static_sets(&config);
         self.state.reload(if filled.is_ok() {

@@ -47,6 +47,20 @@ impl GrantSpec {
         }
     }
 
+    /// The same grant for only the targets `keep` selects (an SPA message asking for fewer).
+    pub fn narrowed(&self, keep: impl Fn(&Target) -> bool) -> GrantSpec {
+        let only = |targets: &[Target]| targets.iter().copied().filter(|t| keep(t)).collect();
+        GrantSpec {
+            door: self.door.clone(),
+            knocks: self.knocks,
+            action: self.action,
+            open_for: self.open_for,
+            targets: only(&self.targets),
+            targets_v4: only(&self.targets_v4),
+            targets_v6: only(&self.targets_v6),
+        }
+    }
+
     /// The targets `source`'s address family can reach; empty when the grant opens nothing.
     pub fn targets_for(&self, source: IpAddr) -> &[Target] {
         match source {
@@ -82,6 +96,7 @@ mod tests {
             open_for: Duration::from_secs(30),
             action: Action::Open,
             max_grants_per_second: 10,
+            spa: None,
         };
         let spec = GrantSpec::of(&door);
         let v4: IpAddr = "192.0.2.2".parse().unwrap();

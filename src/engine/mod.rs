@@ -36,7 +36,7 @@ mod api;
 mod grant;
 mod index;
 mod plan;
-mod rate;
+pub(crate) mod rate;
 mod reload;
 mod step;
 mod table;

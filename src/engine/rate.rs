@@ -6,7 +6,7 @@
 const MILLI: u64 = 1000;
 
 #[derive(Debug, Clone)]
-pub(super) struct GrantBucket {
+pub(crate) struct GrantBucket {
     per_second: u64,
     /// Thousandths of a grant; full (one second's worth) at the start.
     tokens: u64,

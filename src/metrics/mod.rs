@@ -17,6 +17,7 @@ use prometheus::{
 use crate::config::{Config, Door};
 use crate::engine::KnockResult;
 use crate::packet::PacketError;
+use crate::spa::Rejection;
 pub use active_grants::ActiveGrants;
 use kernel_queue::KernelQueues;
 
@@ -33,6 +34,7 @@ pub struct Metrics {
     grants: IntCounterVec,
     refused: IntCounterVec,
     duplicates: IntCounterVec,
+    spa_rejected: IntCounterVec,
     /// One counter per `PacketError::ALL`, in that order.
     packet_errors: [IntCounter; 4],
     pub tracked_sources: IntGauge,
@@ -203,6 +205,13 @@ impl Metrics {
                 "Repeats of a source's last knock (SYN retransmits), ignored.",
                 &["door"],
             ),
+            spa_rejected: counter_vec(
+                &registry,
+                "knock_nfq_spa_rejected_total",
+                "SPA datagrams that opened nothing, by reason (door is empty when the datagram \
+                 named no SPA door of its port).",
+                &["door", "reason"],
+            ),
             packet_errors,
             tracked_sources,
             evictions: counter(
@@ -246,8 +255,23 @@ impl Metrics {
         }
     }
 
+    /// `knock_nfq_spa_rejected_total{door,reason}`; `door` is `None` for a datagram that named
+    /// no door of its port. Only the SPA path uses it, so the label lookup is no hot-path cost.
+    pub fn spa_rejected(&self, door: Option<&str>, reason: Rejection) -> IntCounter {
+        self.spa_rejected
+            .with_label_values(&[door.unwrap_or(""), reason.label()])
+    }
+
     /// Resolves one door's counters (creating the series at zero, so dashboards see them).
     pub fn door(&self, door: &Door) -> DoorMetrics {
+        if door.spa.is_some() {
+            for reason in Rejection::ALL {
+                self.spa_rejected(Some(&door.name), reason);
+            }
+            for reason in [Rejection::Malformed, Rejection::UnknownDoor] {
+                self.spa_rejected(None, reason);
+            }
+        }
         let knocks = |result: &str| self.knocks.with_label_values(&[door.name.as_str(), result]);
         let refused = |reason: &str| {
             self.refused

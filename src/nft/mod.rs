@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use nftnl::{Batch, MsgType};
 
-use crate::config::{Action, Config, Door, Proto, ScanPolicy, Target};
+use crate::config::{Action, Config, Door, KnockPort, Proto, ScanPolicy, Target};
 use crate::engine::{Grant, GrantSpec};
 pub use lookup::Attempt;
 pub use ruleset::{Audit, Finding};
@@ -313,10 +313,19 @@ impl Nft {
     }
 
     fn add_ports(&self, batch: &mut ElemBatch, doors: &[Door]) {
+        // An SPA door's port is queued like a knock port: its datagrams are judged inline.
+        let spa_ports = doors
+            .iter()
+            .filter_map(|d| d.spa.as_ref())
+            .map(|spa| KnockPort {
+                port: spa.port,
+                proto: Proto::Udp,
+            });
         let knock_ports: BTreeSet<_> = doors
             .iter()
-            .flat_map(|d| &d.sequence)
-            .map(|k| keys::knock_port(*k))
+            .flat_map(|d| d.sequence.iter().copied())
+            .chain(spa_ports)
+            .map(keys::knock_port)
             .collect();
         let mut targets: Vec<Target> = Vec::new();
         for target in doors.iter().flat_map(|d| &d.targets) {

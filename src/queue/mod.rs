@@ -29,8 +29,11 @@ use std::io;
 /// accept would skip them) and chains that drop still-marked packets let it pass.
 pub const FALLBACK_MARK: u32 = 0x4000_0000;
 
-/// Bytes of each packet copied to userspace: IP and transport headers are enough.
-pub const COPY_RANGE: u16 = 128;
+/// Bytes of each packet copied to userspace: the IP and transport headers, and a whole SPA
+/// message behind the largest IPv4 header (60 + 8 + 189 bytes), or an IPv6 one with up to 80
+/// bytes of extension headers. A SYN is shorter than this, so it costs nothing more; only
+/// datagrams with a payload to a knock or SPA port are copied further than their headers.
+pub const COPY_RANGE: u16 = 320;
 /// Packets the kernel holds for a queue; beyond it new ones are dropped (fail closed).
 pub const QUEUE_MAX_LEN: u32 = 4096;
 

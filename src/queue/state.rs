@@ -13,6 +13,7 @@ use crate::engine::Engine;
 use crate::metrics::{DoorMetrics, Metrics};
 
 use super::protected::Protected;
+use crate::spa::{Gate, SpaState};
 
 #[derive(Debug)]
 pub struct Shard {
@@ -20,6 +21,8 @@ pub struct Shard {
     pub door_metrics: Vec<DoorMetrics>,
     /// The same for every shard; here so that a reload swaps it with the doors.
     pub protected: Arc<Protected>,
+    /// The UDP ports of SPA doors, sorted; likewise.
+    pub spa_ports: Arc<[u16]>,
 }
 
 #[derive(Debug)]
@@ -27,19 +30,23 @@ pub struct State {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     pub metrics: Metrics,
+    /// One for all workers: a nonce used through one queue is used for all.
+    spa: Mutex<SpaState>,
 }
 
 impl State {
-    pub fn new(config: &Config, shard_count: usize, metrics: Metrics) -> State {
+    pub fn new(config: &Config, shard_count: usize, metrics: Metrics, spa: SpaState) -> State {
         let shard_count = shard_count.max(1);
         let per_shard = config.daemon.max_sources.div_ceil(shard_count);
         let protected = Arc::new(Protected::new(&config.doors));
+        let spa_ports: Arc<[u16]> = Gate::ports(&config.doors).into();
         let shards = (0..shard_count)
             .map(|_| {
                 Mutex::new(Shard {
                     engine: Engine::new(config.doors.clone(), per_shard),
                     door_metrics: config.doors.iter().map(|d| metrics.door(d)).collect(),
                     protected: Arc::clone(&protected),
+                    spa_ports: Arc::clone(&spa_ports),
                 })
             })
             .collect();
@@ -47,6 +54,7 @@ impl State {
             shards,
             hasher: RandomState::new(),
             metrics,
+            spa: Mutex::new(spa),
         }
     }
 
@@ -57,6 +65,11 @@ impl State {
         self.shards[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The SPA gate, locked (poison ignored, as for the shards).
+    pub fn spa(&self) -> MutexGuard<'_, SpaState> {
+        self.spa.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Before the kernel's sets change to `config`'s: treats the services of both configs as
@@ -78,8 +91,11 @@ impl State {
             .replace_doors(&config.doors, config.daemon.max_sources);
         let per_shard = config.daemon.max_sources.div_ceil(self.shards.len());
         let protected = Arc::new(Protected::new(&config.doors));
+        let spa_ports: Arc<[u16]> = Gate::ports(&config.doors).into();
+        self.spa().gate.replace_doors(&config.doors);
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.spa_ports = Arc::clone(&spa_ports);
             let before = shard.engine.tracked_sources();
             shard.engine.replace_doors(config.doors.clone(), per_shard);
             shard.door_metrics = config.doors.iter().map(|d| self.metrics.door(d)).collect();

@@ -15,11 +15,13 @@ use super::held::{self, Held, HeldConnection, Recheck};
 use super::limit::{Backoff, ErrorStreak, Gate, RateLimit};
 use super::protected::Hook;
 use super::state::{Shard, State, gauge_delta};
-use crate::config::Action;
+use crate::config::{Action, Proto};
 use crate::engine::{DoorEvent, Eviction, Grant, GrantSpec, KnockResult, Verdict};
 use crate::metrics::DoorMetrics;
 use crate::nft::{Attempt, Nft, NftError};
 use crate::packet::{self, Packet};
+
+mod spa;
 
 /// At most one warning per this interval for receive and verdict errors...
 const ERROR_WARNING_INTERVAL: Duration = Duration::from_secs(1);
@@ -280,7 +282,7 @@ impl Worker {
                 return Decision::Now(Verdict::Drop);
             }
         };
-        let verdict = match self.step(now, hook, &packet) {
+        let verdict = match self.step(now, hook, &packet, payload) {
             Decision::Now(verdict) => verdict,
             Decision::Hold(attempt) if self.is_granted(attempt) => {
                 self.state.metrics.held_admitted.inc();
@@ -306,16 +308,21 @@ impl Worker {
     /// Steps the source's engine under its shard lock and takes the grants out, so the netlink
     /// commit that follows does not hold up other sources of the shard. A connection to a
     /// protected service is held for the kernel's grant set to decide instead.
-    fn step(&mut self, now: Instant, hook: Hook, packet: &Packet) -> Decision {
+    fn step(&mut self, now: Instant, hook: Hook, packet: &Packet, bytes: &[u8]) -> Decision {
         let knock = &packet.knock;
         let mut guard = self.state.shard(knock.source);
         let Shard {
             engine,
             door_metrics,
             protected,
+            spa_ports,
         } = &mut *guard;
         if let Some(attempt) = protected.attempt(hook, packet) {
             return Decision::Hold(attempt);
+        }
+        if knock.proto == Proto::Udp && spa_ports.binary_search(&knock.port).is_ok() {
+            drop(guard);
+            return Decision::Now(self.authorize(now, packet, bytes));
         }
         let before = engine.tracked_sources();
         let outcome = engine.on_packet(now, knock);

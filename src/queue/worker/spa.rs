@@ -1,0 +1,67 @@
+//! A datagram to an SPA port: the gate judges it; an accepted message's nonce is saved before
+//! its grant joins the packet's pending grants. The datagram itself is always dropped.
+
+use std::time::{Instant, SystemTime};
+
+use tracing::{debug, error};
+
+use super::Worker;
+use crate::engine::{Grant, KnockResult, Verdict};
+use crate::packet::{self, Packet};
+use crate::queue::limit::Gate;
+use crate::spa::{Rejection, SpaOutcome};
+
+impl Worker {
+    pub(super) fn authorize(&mut self, now: Instant, packet: &Packet, bytes: &[u8]) -> Verdict {
+        let datagram = packet::udp_payload(bytes).unwrap_or_default();
+        let unix_now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let source = packet.knock.source;
+        let mut spa = self.state.spa();
+        let outcome = spa
+            .gate
+            .on_datagram((now, unix_now), source, packet.knock.port, datagram);
+        let (door, reason) = match outcome {
+            SpaOutcome::Granted(grant) => match spa.save() {
+                Ok(()) => {
+                    drop(spa);
+                    self.granted(grant);
+                    return Verdict::Drop;
+                }
+                Err(err) => {
+                    if let Gate::Report { events } = self.grant_failure_warnings.check(now) {
+                        error!(
+                            door = %grant.spec.door, %source, error = %err, failed = events,
+                            "SPA message valid, but the replay cache cannot be saved: no grant"
+                        );
+                    }
+                    (Some(grant.door), Rejection::NotPersisted)
+                }
+            },
+            SpaOutcome::Rejected { door, reason } => (door, reason),
+        };
+        let name = door.and_then(|id| spa.gate.door_name(id));
+        self.state.metrics.spa_rejected(name, reason).inc();
+        debug!(%source, door = name.unwrap_or(""), reason = reason.label(), "SPA datagram rejected");
+        Verdict::Drop
+    }
+
+    /// Counts the completion and queues the grant for the commit before the verdict.
+    fn granted(&mut self, grant: Grant) {
+        let counters = self
+            .state
+            .shard(grant.source)
+            .door_metrics
+            .get(grant.door)
+            .cloned();
+        // A reload between the gate's decision and here renumbered the doors: let the client
+        // send again rather than count under the wrong door.
+        let Some(counters) = counters else {
+            debug!(source = %grant.source, "SPA grant dropped: the doors were reloaded meanwhile");
+            return;
+        };
+        counters.knock(KnockResult::Complete);
+        self.pending.push((grant, counters));
+    }
+}

@@ -1,0 +1,286 @@
+//! The decision for one datagram to an SPA port. Pure: the wall clock (message ages) and the
+//! monotonic clock (grant rate) are passed in, and an accepted message's nonce is recorded in
+//! the [`ReplayCache`], which the caller saves before it commits the grant.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::replay::{Refused, ReplayCache};
+use super::wire::{self, Key, Parsed};
+use crate::config::model::{Door, GrantAddress};
+use crate::engine::rate::GrantBucket;
+use crate::engine::{DoorId, Grant, GrantSpec};
+
+/// How far ahead of the daemon's clock a message's timestamp may be.
+pub const FUTURE_SKEW: Duration = Duration::from_secs(5);
+
+/// Why a datagram opened nothing. Each is counted; none is logged per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// Not a well-formed version 1 message.
+    Malformed,
+    /// It names no SPA door listening on this port.
+    UnknownDoor,
+    /// The MAC does not match: a tampered message or the wrong key.
+    BadMac,
+    /// Older than the door's `max_age`.
+    Stale,
+    /// Dated more than [`FUTURE_SKEW`] ahead.
+    Future,
+    /// A requested port is not one of the door's targets.
+    PortNotAllowed,
+    /// It names an address to grant, and the door does not allow that (or the address is
+    /// loopback, multicast or unspecified).
+    AddressNotAllowed,
+    /// Its nonce was used before.
+    Replayed,
+    /// The replay cache is full of live nonces.
+    CacheFull,
+    /// The replay cache could not be saved, so the grant was not made.
+    NotPersisted,
+    /// Valid, but the door is over its `max_grants_per_second`.
+    RateLimited,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 11] = [
+        Rejection::Malformed,
+        Rejection::UnknownDoor,
+        Rejection::BadMac,
+        Rejection::Stale,
+        Rejection::Future,
+        Rejection::PortNotAllowed,
+        Rejection::AddressNotAllowed,
+        Rejection::Replayed,
+        Rejection::CacheFull,
+        Rejection::NotPersisted,
+        Rejection::RateLimited,
+    ];
+
+    /// The `reason` label of `knock_nfq_spa_rejected_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::UnknownDoor => "unknown_door",
+            Rejection::BadMac => "bad_mac",
+            Rejection::Stale => "stale",
+            Rejection::Future => "future",
+            Rejection::PortNotAllowed => "port_not_allowed",
+            Rejection::AddressNotAllowed => "address_not_allowed",
+            Rejection::Replayed => "replayed",
+            Rejection::CacheFull => "cache_full",
+            Rejection::NotPersisted => "not_persisted",
+            Rejection::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// What one datagram did. The packet itself is always dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpaOutcome {
+    /// Commit this grant (after saving the replay cache).
+    Granted(Grant),
+    /// `door` is known once the message named a door listening on its port.
+    Rejected {
+        door: Option<DoorId>,
+        reason: Rejection,
+    },
+}
+
+#[derive(Debug)]
+struct SpaDoor {
+    id: DoorId,
+    name: String,
+    port: u16,
+    key: Key,
+    max_age: Duration,
+    grant_address: GrantAddress,
+    spec: Arc<GrantSpec>,
+    bucket: GrantBucket,
+}
+
+/// Every SPA door, and the nonces already used.
+#[derive(Debug)]
+pub struct Gate {
+    doors: Vec<SpaDoor>,
+    replay: ReplayCache,
+    epoch: Instant,
+}
+
+impl Gate {
+    /// The SPA doors among `doors` (ids are indices into `doors`, as the engine's).
+    pub fn new(doors: &[Door], replay: ReplayCache, now: Instant) -> Gate {
+        let mut gate = Gate {
+            doors: Vec::new(),
+            replay,
+            epoch: now,
+        };
+        gate.replace_doors(doors);
+        gate
+    }
+
+    /// A reload: the new doors, with full grant buckets; the used nonces are kept.
+    pub fn replace_doors(&mut self, doors: &[Door]) {
+        self.doors = doors
+            .iter()
+            .enumerate()
+            .filter_map(|(id, door)| {
+                let spa = door.spa.as_ref()?;
+                Some(SpaDoor {
+                    id,
+                    name: door.name.clone(),
+                    port: spa.port,
+                    key: spa.key.clone(),
+                    max_age: spa.max_age,
+                    grant_address: spa.grant_address,
+                    spec: Arc::new(GrantSpec::of(door)),
+                    bucket: GrantBucket::new(door.max_grants_per_second),
+                })
+            })
+            .collect();
+        self.replay.set_capacity(replay_capacity(doors));
+    }
+
+    /// The UDP ports SPA doors listen on: a datagram to one is judged by [`Gate::on_datagram`].
+    pub fn ports(doors: &[Door]) -> Vec<u16> {
+        let mut ports: Vec<u16> = doors
+            .iter()
+            .filter_map(|d| Some(d.spa.as_ref()?.port))
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// The name of SPA door `id`, for metric labels.
+    pub fn door_name(&self, id: DoorId) -> Option<&str> {
+        let door = self.doors.iter().find(|door| door.id == id)?;
+        Some(&door.name)
+    }
+
+    pub fn replay_cache(&self) -> &ReplayCache {
+        &self.replay
+    }
+
+    /// Judges a datagram from `source` to UDP `port`. `unix_now` is the wall clock (message
+    /// timestamps), `now` the monotonic one (the grant rate).
+    pub fn on_datagram(
+        &mut self,
+        (now, unix_now): (Instant, Duration),
+        source: IpAddr,
+        port: u16,
+        payload: &[u8],
+    ) -> SpaOutcome {
+        let Ok(message) = wire::decode(payload) else {
+            return rejected(None, Rejection::Malformed);
+        };
+        let Some(index) = self
+            .doors
+            .iter()
+            .position(|door| door.port == port && door.name == message.door)
+        else {
+            return rejected(None, Rejection::UnknownDoor);
+        };
+        let door = &self.doors[index];
+        let id = Some(door.id);
+        if !door.key.verify(message.signed, &message.tag) {
+            return rejected(id, Rejection::BadMac);
+        }
+        if let Err(reason) = check_age(&message, door.max_age, unix_now) {
+            return rejected(id, reason);
+        }
+        let grantee = match grantee(&message, door.grant_address, source) {
+            Ok(grantee) => grantee,
+            Err(reason) => return rejected(id, reason),
+        };
+        let Some(spec) = requested_spec(&message, &door.spec) else {
+            return rejected(id, Rejection::PortNotAllowed);
+        };
+        let expires = message.timestamp + door.max_age.as_secs() + FUTURE_SKEW.as_secs();
+        if let Err(refused) = self.replay.take(message.nonce, expires, unix_now.as_secs()) {
+            return rejected(
+                id,
+                match refused {
+                    Refused::Replayed => Rejection::Replayed,
+                    Refused::Full => Rejection::CacheFull,
+                },
+            );
+        }
+        let now_ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis());
+        let door = &mut self.doors[index];
+        if !door.bucket.take(now_ms.unwrap_or(u64::MAX)) {
+            return rejected(id, Rejection::RateLimited);
+        }
+        SpaOutcome::Granted(Grant {
+            door: door.id,
+            source: grantee,
+            spec,
+        })
+    }
+}
+
+fn rejected(door: Option<DoorId>, reason: Rejection) -> SpaOutcome {
+    SpaOutcome::Rejected { door, reason }
+}
+
+/// Nonces live for `max_age` plus the skew; at most the door's grant rate of them are taken
+/// per second while it lasts (a valid message beyond the rate still uses its nonce, so this
+/// is per second of key holders' sending, with room for twice the rate).
+fn replay_capacity(doors: &[Door]) -> usize {
+    doors
+        .iter()
+        .filter_map(|door| {
+            let spa = door.spa.as_ref()?;
+            let window = spa.max_age.as_secs() + FUTURE_SKEW.as_secs();
+            let rate = u64::from(door.max_grants_per_second) * 2;
+            usize::try_from(window.saturating_mul(rate)).ok()
+        })
+        .fold(0, usize::saturating_add)
+}
+
+fn check_age(message: &Parsed, max_age: Duration, unix_now: Duration) -> Result<(), Rejection> {
+    let now = unix_now.as_secs();
+    if message.timestamp > now.saturating_add(FUTURE_SKEW.as_secs()) {
+        return Err(Rejection::Future);
+    }
+    if now.saturating_sub(message.timestamp) > max_age.as_secs() {
+        return Err(Rejection::Stale);
+    }
+    Ok(())
+}
+
+/// The sender, or the address the message names where the door allows it.
+fn grantee(message: &Parsed, mode: GrantAddress, source: IpAddr) -> Result<IpAddr, Rejection> {
+    match (message.address, mode) {
+        (None, _) => Ok(source),
+        (Some(named), GrantAddress::NamedOrSender) if routable(named) => Ok(named),
+        (Some(_), _) => Err(Rejection::AddressNotAllowed),
+    }
+}
+
+fn routable(addr: IpAddr) -> bool {
+    !(addr.is_loopback() || addr.is_multicast() || addr.is_unspecified())
+}
+
+/// The door's grant, narrowed to the requested ports; `None` if one is not among its targets.
+fn requested_spec(message: &Parsed, spec: &Arc<GrantSpec>) -> Option<Arc<GrantSpec>> {
+    let mut requested = message.ports().peekable();
+    if requested.peek().is_none() {
+        return Some(Arc::clone(spec));
+    }
+    let requested: Vec<_> = requested.collect();
+    let offered = |p: &wire::RequestedPort| {
+        spec.targets
+            .iter()
+            .any(|t| t.proto() == p.proto && t.port() == p.port)
+    };
+    if !requested.iter().all(offered) {
+        return None;
+    }
+    Some(Arc::new(spec.narrowed(|t| {
+        requested
+            .iter()
+            .any(|p| t.proto() == p.proto && t.port() == p.port)
+    })))
+}
