@@ -12,12 +12,28 @@
                                   the SPEC sequence (tcp:PORT:FLAGS, udp:PORT) from each of COUNT
                                   forged sources 10.64.0.1, 10.64.0.2, ... (IPv4 DST only), each
                                   source's knocks back to back; prints the seconds it took.
+    craft.py spa DST PORT KEY_FILE DOOR [OPTION=VALUE...]
+                                  one SPA datagram built here from docs/spa.md (not by the
+                                  project's code); prints its hex. Options: age=SECONDS (negative:
+                                  from the future), src=ADDR, grant=ADDR, open=PORT/PROTO,
+                                  tamper=BYTE_INDEX (flips that byte after signing).
+    craft.py raw DST PORT HEX [src=ADDR]
+                                  one UDP datagram with exactly these bytes.
+    craft.py capture DST PORT COMMAND...
+                                  runs COMMAND (no shell) while sniffing; prints the hex payload
+                                  of the first UDP datagram it sent to DST:PORT.
 """
+import base64
+import hashlib
+import hmac
+import ipaddress
+import os
 import socket
+import subprocess
 import sys
 import time
 
-from scapy.all import (IP, IPOption_NOP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
+from scapy.all import (IP, AsyncSniffer, IPOption_NOP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
                        IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, TCP, UDP, Raw, conf, fragment,
                        send, sr1)
 
@@ -112,6 +128,60 @@ def spoofed(dst, count, specs):
     print(f"{time.monotonic() - started:.2f}", flush=True)
 
 
+def spa_message(key, door, timestamp, nonce, ports, address):
+    """Version 1: version, flags, timestamp, nonce, door, ports, [address], HMAC-SHA256."""
+    body = bytes([1, 1 if address else 0]) + timestamp.to_bytes(8, "big") + nonce
+    body += bytes([len(door)]) + door.encode("ascii") + bytes([len(ports)])
+    for proto, port in ports:
+        body += bytes([proto]) + port.to_bytes(2, "big")
+    if address:
+        ip = ipaddress.ip_address(address)
+        body += bytes([ip.version]) + ip.packed
+    return body + hmac.new(key, body, hashlib.sha256).digest()
+
+
+def options(args):
+    return dict(arg.split("=", 1) for arg in args)
+
+
+def send_udp(dst, port, payload, src=None):
+    src = src or source_for(dst)
+    layer = IPv6(src=src, dst=dst) if ":" in dst else IP(src=src, dst=dst)
+    send(layer / UDP(sport=40000 + os.getpid() % 20000, dport=port) / Raw(payload))
+
+
+def spa(dst, port, key_file, door, args):
+    opts = options(args)
+    with open(key_file, encoding="ascii") as f:
+        key = base64.b64decode(f.read().strip())
+    ports = []
+    if "open" in opts:
+        number, proto = opts["open"].split("/")
+        ports.append(({"tcp": 6, "udp": 17}[proto], int(number)))
+    timestamp = int(time.time()) - int(opts.get("age", "0"))
+    message = bytearray(spa_message(key, door, timestamp, os.urandom(16), ports, opts.get("grant")))
+    if "tamper" in opts:
+        message[int(opts["tamper"])] ^= 0x01
+    send_udp(dst, port, bytes(message), opts.get("src"))
+    print(message.hex(), flush=True)
+
+
+def capture(dst, port, command):
+    def wanted(p):
+        return UDP in p and p[UDP].dport == port and (p.haslayer(IP) and p[IP].dst == dst
+                                                      or p.haslayer(IPv6) and p[IPv6].dst == dst)
+    sniffer = AsyncSniffer(iface=conf.route.route(dst)[0] if ":" not in dst
+                           else conf.route6.route(dst)[0], lfilter=wanted, count=1, timeout=10)
+    sniffer.start()
+    time.sleep(0.5)  # the socket must be open before the datagram leaves
+    subprocess.run(command, check=True)
+    sniffer.join()
+    packets = sniffer.results or []
+    if not packets:
+        raise SystemExit(f"no datagram to {dst}:{port} seen")
+    print(bytes(packets[0][UDP].payload).hex(), flush=True)
+
+
 def main(argv):
     if len(argv) < 3:
         raise SystemExit(__doc__)
@@ -124,6 +194,12 @@ def main(argv):
         probe(dst, rest)
     elif command == "spoofed":
         spoofed(dst, int(rest[0]), rest[1:])
+    elif command == "spa":
+        spa(dst, int(rest[0]), rest[1], rest[2], rest[3:])
+    elif command == "raw":
+        send_udp(dst, int(rest[0]), bytes.fromhex(rest[1]), options(rest[2:]).get("src"))
+    elif command == "capture":
+        capture(dst, int(rest[0]), rest[1:])
     else:
         raise SystemExit(__doc__)
 

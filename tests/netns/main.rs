@@ -11,6 +11,7 @@ mod limits;
 mod metrics_endpoint;
 mod ops;
 mod scan;
+mod spa;
 
 use std::thread::sleep;
 use std::time::Duration;
