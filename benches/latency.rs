@@ -8,6 +8,9 @@
 //!   admitted. The first SYN leaves microseconds after the knock, racing the daemon's wake-up.
 //! - as a user runs it: Debian's `knock` client, then one connection attempt (1 s timeout), like
 //!   `knock host ... && ssh host`; counts the first attempts admitted.
+//!
+//! The same daemon also serves an SPA door: one signed datagram instead of the sequence, then
+//! the same probes (knockd has no SPA; the plain sequence is its reference).
 
 #[path = "../tests/netns/harness/mod.rs"]
 #[allow(dead_code, reason = "the harness serves the tests too")]
@@ -15,11 +18,14 @@ mod harness;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use harness::knockd::Knockd;
 use harness::{Daemon, Topology, config, connect_from};
+use knock_nfq::spa::{Key, Message};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const TRIES: usize = 20;
@@ -45,7 +51,7 @@ fn main() {
     }
     let topology = Topology::new();
     println!("{}", topology.ruleset_mode);
-    let sources: Vec<String> = (0..2 * TRIES)
+    let sources: Vec<String> = (0..3 * TRIES)
         .map(|i| format!("192.0.2.{}", 100 + i))
         .collect();
     for source in &sources {
@@ -60,16 +66,16 @@ fn main() {
         ]);
     }
 
-    // Twenty grants in about two seconds: above the default grant rate (10 a second).
-    let config = config("5s", "30s").replacen(
-        "tcp_flags = \"syn,!ack\"\n",
-        "tcp_flags = \"syn,!ack\"\nmax_grants_per_second = 1000\n",
-        1,
-    );
-    let mut daemon = Daemon::start(&topology.gw, &config);
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let key = spa_key(secrets.path());
+    let mut daemon = Daemon::start(&topology.gw, &bench_config(secrets.path()));
     let ours: Vec<Try> = sources[..TRIES]
         .iter()
-        .map(|s| measure(&topology, s))
+        .map(|s| measure(&topology, s, Knock::Sequence))
+        .collect();
+    let spa: Vec<Try> = sources[2 * TRIES..]
+        .iter()
+        .map(|s| measure(&topology, s, Knock::Spa(&key)))
         .collect();
     let ours_user = user_flow(&topology);
     let metrics = daemon.metrics(&topology.gw);
@@ -84,15 +90,16 @@ fn main() {
     daemon.kill9(); // the sets stay: `protected` keeps port 22 dropped for knockd's run
 
     let knockd = Knockd::start(&topology.gw);
-    let theirs: Vec<Try> = sources[TRIES..]
+    let theirs: Vec<Try> = sources[TRIES..2 * TRIES]
         .iter()
-        .map(|s| measure(&topology, s))
+        .map(|s| measure(&topology, s, Knock::Sequence))
         .collect();
     let theirs_user = user_flow(&topology);
     drop(knockd);
 
     report("knock-nfq", &ours, ours_user);
     report("knockd", &theirs, theirs_user);
+    report_spa(&spa);
     println!(
         "knock-nfq inside: mean {verdict_us:.0} µs from receive to verdict, mean {batch_us:.0} µs per grant batch"
     );
@@ -100,18 +107,91 @@ fn main() {
     println!("ratio knockd / knock-nfq (median): {ratio:.0}x");
 }
 
+/// The harness's test config with door `ssh` granting fast enough for the bench (twenty grants
+/// in about two seconds exceed the default 10 a second), and SPA door `spa` on 62201.
+fn bench_config(secrets: &Path) -> String {
+    let state = secrets.join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    config("5s", "30s")
+        .replacen(
+            "tcp_flags = \"syn,!ack\"\n",
+            "tcp_flags = \"syn,!ack\"\nmax_grants_per_second = 1000\n",
+            1,
+        )
+        .replacen(
+            "[[door]]",
+            &format!("state_dir = \"{}\"\n\n[[door]]", state.display()),
+            1,
+        )
+        + &format!(
+            "\n[[door]]\nname = \"spa\"\nspa = {{ port = \"{SPA_PORT}/udp\", key_file = \"{}\" }}\n\
+             open = [\"22/tcp\"]\nmax_grants_per_second = 1000\n",
+            secrets.join("spa.key").display()
+        )
+}
+
+/// A new key file (mode 0600) in `dir`, and the key.
+fn spa_key(dir: &Path) -> Key {
+    let contents = knock_nfq::config::new_key_file().expect("random");
+    let path = dir.join("spa.key");
+    std::fs::write(&path, contents).expect("write key");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    knock_nfq::config::read_key_file(&path).expect("read key")
+}
+
+const SPA_PORT: u16 = 62201;
+
+#[derive(Clone, Copy)]
+enum Knock<'a> {
+    /// 7000/tcp, 8000/tcp, 9000/udp, 20 ms apart; the clock starts at the last.
+    Sequence,
+    /// One datagram to door `spa`; the clock starts when it is sent.
+    Spa(&'a Key),
+}
+
+fn spa_datagram(key: &Key) -> Vec<u8> {
+    let message = Message {
+        timestamp: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs(),
+        nonce: rand_nonce(),
+        door: "spa".into(),
+        ports: Vec::new(),
+        address: None,
+    };
+    knock_nfq::spa::encode(&message, key)
+}
+
+fn rand_nonce() -> [u8; 16] {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    nanos.to_be_bytes()
+}
+
 /// One try from `source`: the knock, then connections until one is admitted.
-fn measure(topology: &Topology, source: &str) -> Try {
+fn measure(topology: &Topology, source: &str, knock: Knock) -> Try {
     let source: IpAddr = source.parse().expect("literal");
+    let datagram = match knock {
+        Knock::Spa(key) => Some(spa_datagram(key)),
+        Knock::Sequence => None,
+    };
     topology.client.run(move || {
         let gw: IpAddr = harness::GW4.parse().expect("literal");
-        knock_syn(source, SocketAddr::new(gw, 7000));
-        sleep(Duration::from_millis(20));
-        knock_syn(source, SocketAddr::new(gw, 8000));
-        sleep(Duration::from_millis(20));
         let udp = UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind");
-        udp.send_to(b"knock", SocketAddr::new(gw, 9000))
-            .expect("send");
+        if let Some(datagram) = &datagram {
+            udp.send_to(datagram, SocketAddr::new(gw, SPA_PORT))
+                .expect("send");
+        } else {
+            knock_syn(source, SocketAddr::new(gw, 7000));
+            sleep(Duration::from_millis(20));
+            knock_syn(source, SocketAddr::new(gw, 8000));
+            sleep(Duration::from_millis(20));
+            udp.send_to(b"knock", SocketAddr::new(gw, 9000))
+                .expect("send");
+        }
         let started = Instant::now();
         for attempts in 1.. {
             if probe(source, SocketAddr::new(gw, 22)) {
@@ -186,6 +266,16 @@ fn median(tries: &[Try]) -> Duration {
     let mut latencies: Vec<Duration> = tries.iter().map(|t| t.latency).collect();
     latencies.sort();
     latencies[latencies.len() / 2]
+}
+
+fn report_spa(tries: &[Try]) {
+    let first = tries.iter().filter(|t| t.attempts == 1).count();
+    println!(
+        "{:>10}: time to admit median {:.3} ms ({first} of {} immediate first SYNs admitted)",
+        "knock-nfq SPA",
+        median(tries).as_secs_f64() * 1e3,
+        tries.len(),
+    );
 }
 
 fn report(name: &str, tries: &[Try], user_flow_admitted: usize) {

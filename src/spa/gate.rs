@@ -194,9 +194,9 @@ impl Gate {
             Ok(grantee) => grantee,
             Err(reason) => return rejected(id, reason),
         };
-        let Some(spec) = requested_spec(&message, &door.spec) else {
+        if !message.ports().all(|p| offers(&door.spec, p)) {
             return rejected(id, Rejection::PortNotAllowed);
-        };
+        }
         let expires = message.timestamp + door.max_age.as_secs() + FUTURE_SKEW.as_secs();
         if let Err(refused) = self.replay.take(message.nonce, expires, unix_now.as_secs()) {
             return rejected(
@@ -215,7 +215,7 @@ impl Gate {
         SpaOutcome::Granted(Grant {
             door: door.id,
             source: grantee,
-            spec,
+            spec: requested_spec(&message, &door.spec),
         })
     }
 }
@@ -263,24 +263,21 @@ fn routable(addr: IpAddr) -> bool {
     !(addr.is_loopback() || addr.is_multicast() || addr.is_unspecified())
 }
 
-/// The door's grant, narrowed to the requested ports; `None` if one is not among its targets.
-fn requested_spec(message: &Parsed, spec: &Arc<GrantSpec>) -> Option<Arc<GrantSpec>> {
-    let mut requested = message.ports().peekable();
-    if requested.peek().is_none() {
-        return Some(Arc::clone(spec));
+fn offers(spec: &GrantSpec, port: wire::RequestedPort) -> bool {
+    spec.targets
+        .iter()
+        .any(|t| t.proto() == port.proto && t.port() == port.port)
+}
+
+/// The door's grant, narrowed to the requested ports (all checked to be among its targets).
+/// Built only for a message that is granted: a replay flood allocates nothing.
+fn requested_spec(message: &Parsed, spec: &Arc<GrantSpec>) -> Arc<GrantSpec> {
+    if message.ports().next().is_none() {
+        return Arc::clone(spec);
     }
-    let requested: Vec<_> = requested.collect();
-    let offered = |p: &wire::RequestedPort| {
-        spec.targets
-            .iter()
-            .any(|t| t.proto() == p.proto && t.port() == p.port)
-    };
-    if !requested.iter().all(offered) {
-        return None;
-    }
-    Some(Arc::new(spec.narrowed(|t| {
-        requested
-            .iter()
+    Arc::new(spec.narrowed(|t| {
+        message
+            .ports()
             .any(|p| t.proto() == p.proto && t.port() == p.port)
-    })))
+    }))
 }

@@ -25,9 +25,21 @@ const HEADER_LEN: usize = 1 + 1 + 8 + NONCE_LEN + 1;
 /// The largest valid datagram: 189 bytes.
 pub const MAX_LEN: usize = HEADER_LEN + MAX_NAME_LEN + 1 + 3 * MAX_PORTS + 17 + MAC_LEN;
 
-/// A door's 32-byte HMAC key. Never printed: `Debug` shows only that it is a key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Key([u8; KEY_LEN]);
+/// A door's 32-byte HMAC key. Never printed: `Debug` shows only that it is a key. The HMAC
+/// state after the key's blocks is computed once, so a datagram costs only its own blocks.
+#[derive(Clone)]
+pub struct Key {
+    bytes: [u8; KEY_LEN],
+    keyed: Hmac<Sha256>,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Key {}
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -37,12 +49,13 @@ impl fmt::Debug for Key {
 
 impl Key {
     pub fn new(bytes: [u8; KEY_LEN]) -> Key {
-        Key(bytes)
+        // HMAC takes keys of any length, so this cannot fail.
+        let keyed = Hmac::<Sha256>::new_from_slice(&bytes).expect("HMAC accepts any key length");
+        Key { bytes, keyed }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        // HMAC takes keys of any length, so this cannot fail.
-        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length")
+        self.keyed.clone()
     }
 
     /// HMAC-SHA256 of `signed`.
