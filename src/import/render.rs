@@ -136,7 +136,7 @@ fn door_section(t: &Translation, part: &DoorPart) -> String {
             );
         }
     }
-    out.push_str(&format!("#     [{}]\n", part.knockd.name));
+    out.push_str(&format!("#     [{}]\n", printable(&part.knockd.name)));
     for line in &part.knockd.source {
         out.push_str(&format!("#     {}\n", printable(&line.text)));
     }

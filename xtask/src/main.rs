@@ -31,8 +31,13 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("deps") => install_packages(),
         Some("demo") => demo(),
+        Some("fuzz") => match args.get(1).map(|s| s.parse::<u32>()) {
+            None => fuzz(FUZZ_SECONDS),
+            Some(Ok(seconds)) => fuzz(seconds),
+            Some(Err(_)) => Err("usage: cargo xtask fuzz [SECONDS per target]".into()),
+        },
         _ => {
-            eprintln!("usage: cargo xtask <demo|test [cargo test args]|deps>");
+            eprintln!("usage: cargo xtask <demo|test [cargo test args]|fuzz [SECONDS]|deps>");
             return ExitCode::from(2);
         }
     };
@@ -45,9 +50,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Installs missing packages, then runs every test target (unit, property, docs), then the
-/// ignored ones: the netns suite and the tests of installed peers, which need root. Without
-/// root those cannot run, and the command fails rather than pass with them skipped.
+/// Installs missing packages, then runs every test target (unit, property, docs, the fuzz
+/// targets over their corpora), then the ignored ones: the netns suite and the tests of
+/// installed peers, which need root. Without root those cannot run, and the command fails
+/// rather than pass with them skipped. A full run (no arguments) ends with a short fuzz run.
 fn test(extra: &[String]) -> Result<(), String> {
     install_packages()?;
     let (cargo_args, test_args) = split_test_args(extra);
@@ -68,7 +74,61 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(["test", "--workspace", "--tests"])
         .args(cargo_args)
         .args(["--", "--ignored"])
-        .args(test_args))
+        .args(test_args))?;
+    if extra.is_empty() {
+        fuzz(FUZZ_SECONDS)?;
+    }
+    Ok(())
+}
+
+const FUZZ_TARGETS: &[&str] = &["spa_decode", "packet_path", "config_load", "import_knockd"];
+/// Per target, in `cargo xtask test`.
+const FUZZ_SECONDS: u32 = 15;
+
+/// Runs each cargo-fuzz target for `seconds` from its committed corpus (new inputs go to a
+/// scratch directory, so the committed corpus changes only by hand). Needs rustup's nightly
+/// toolchain; cargo-fuzz is installed from crates.io when missing. Without nightly it says so:
+/// the same targets already ran over their corpora as plain tests (tests/fuzz_corpus.rs).
+fn fuzz(seconds: u32) -> Result<(), String> {
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "cargo", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !nightly {
+        eprintln!(
+            "xtask: fuzz: NOT RUN: no nightly toolchain (`rustup toolchain install nightly`); \
+             the fuzz targets ran only as plain tests over fuzz/corpus (tests/fuzz_corpus.rs)"
+        );
+        return Ok(());
+    }
+    let installed = Command::new("rustup")
+        .args(["run", "nightly", "cargo", "fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !installed {
+        eprintln!("xtask: installing cargo-fuzz");
+        run(Command::new(cargo()).args(["install", "--locked", "cargo-fuzz"]))?;
+    }
+    let scratch = env::temp_dir().join(format!("knock-nfq-fuzz-{}", std::process::id()));
+    for target in FUZZ_TARGETS {
+        let new_inputs = scratch.join(target);
+        std::fs::create_dir_all(&new_inputs)
+            .map_err(|e| format!("{}: {e}", new_inputs.display()))?;
+        let corpus = format!("fuzz/corpus/{target}");
+        run(Command::new("rustup")
+            .args(["run", "nightly", "cargo", "fuzz", "run", target])
+            .arg(&new_inputs)
+            .arg(&corpus)
+            .args(["--", &format!("-max_total_time={seconds}")]))
+        .map_err(|err| {
+            format!(
+                "{err}\nfuzz target {target} found a crash (in fuzz/artifacts/{target}/): \
+                 fix it and copy the input into {corpus}/ as crash-NAME, a regression test"
+            )
+        })?;
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
 }
 
 /// `cargo xtask test [cargo args] [-- test args]`.
