@@ -99,12 +99,13 @@ pub fn import_knockd(data: &[u8]) {
     let Ok(import) = knock_nfq::import::import_str(&text, Path::new("knockd.conf")) else {
         return;
     };
-    if import.translated > 0 {
-        if let Err(err) = Config::from_toml_str(&import.toml, Path::new("imported.toml")) {
-            panic!(
-                "the import of a knockd.conf does not load: {err}\n{}",
-                import.toml
-            );
-        }
+    if import.translated == 0 {
+        return;
+    }
+    if let Err(err) = Config::from_toml_str(&import.toml, Path::new("imported.toml")) {
+        panic!(
+            "the import of a knockd.conf does not load: {err}\n{}",
+            import.toml
+        );
     }
 }
