@@ -27,6 +27,8 @@ fn door() -> Door {
         open_for: Duration::from_secs(30),
         action: Action::Open,
         max_grants_per_second: u32::MAX,
+        origin: Default::default(),
+        once: None,
         spa: Some(Spa {
             port: PORT,
             key_file: "/etc/knock-nfq/ssh.key".into(),

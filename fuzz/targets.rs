@@ -99,7 +99,8 @@ pub fn import_knockd(data: &[u8]) {
     let Ok(import) = knock_nfq::import::import_str(&text, Path::new("knockd.conf")) else {
         return;
     };
-    if import.translated == 0 {
+    // A one-time door's file is read where the daemon runs, usually not where it is imported.
+    if import.translated == 0 || import.toml.contains("\none_time_sequences = ") {
         return;
     }
     if let Err(err) = Config::from_toml_str(&import.toml, Path::new("imported.toml")) {

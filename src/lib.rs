@@ -49,6 +49,7 @@ pub mod engine;
 pub mod import;
 pub mod metrics;
 pub mod nft;
+pub mod once;
 pub mod packet;
 pub mod persist;
 pub mod queue;

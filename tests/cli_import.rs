@@ -59,7 +59,14 @@ fn debian_s_stock_file_gives_a_valid_config_and_warns_about_the_door_it_cannot_t
 
 #[test]
 fn a_file_with_no_translatable_door_prints_the_comments_and_exits_1() {
-    let path = fixture("ru-opencloseSMTP.conf");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("knockd.conf").display().to_string();
+    std::fs::write(
+        &path,
+        "[opencloseSMTP]\nkey = SECRET\nseq_timeout = 15\n\
+         start_command = /usr/sbin/iptables -A INPUT -s %IP% -p tcp --dport 25 -j ACCEPT\n",
+    )
+    .expect("write");
     let out = import(&path);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
@@ -76,8 +83,8 @@ fn a_file_with_no_translatable_door_prints_the_comments_and_exits_1() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
     assert!(lines[0].starts_with(
-        "knock-nfq: warning: [opencloseSMTP]: not translated, left as a comment: its sequences \
-         come from one_time_sequences = /etc/knockd/smtp_sequences"
+        "knock-nfq: warning: [opencloseSMTP]: not translated, left as a comment: its sequence \
+         comes from a TOTP Key"
     ));
     assert_eq!(
         lines[1],

@@ -77,6 +77,8 @@ fn door(name: &str, ports: &[u16], action: Action) -> Door {
         action,
         // No grant refused: these measure the engine, not its rate limit.
         max_grants_per_second: u32::MAX,
+        origin: Default::default(),
+        once: None,
         spa: None,
     }
 }

@@ -104,19 +104,12 @@ const FIXTURES: &[Expected] = &[
         warnings: &["[openSSH]: knockd's grant had no end", SCAN_OPENS_OPEN_SSH],
     },
     Expected {
-        file: "ru-opencloseSMTP.conf",
-        interfaces: &[],
-        doors: &[],
-        not_translated: &[(
-            "opencloseSMTP",
-            "its sequences come from one_time_sequences = /etc/knockd/smtp_sequences",
-        )],
-        warnings: &[],
-    },
-    Expected {
         file: "debian-manpage-examples.conf",
         interfaces: &[],
-        doors: &[],
+        doors: &[
+            "opencloseSMTP: one-time sequences from SEQ (1 unused) within 15s, flags fin,!ack \
+                 -> open 25/tcp for 5s",
+        ],
         not_translated: &[
             (
                 "openSSH",
@@ -130,9 +123,11 @@ const FIXTURES: &[Expected] = &[
                 "opencloseSSH",
                 "admits the knocker to every port (no --dport)",
             ),
-            ("opencloseSMTP", "one_time_sequences"),
         ],
-        warnings: &[],
+        warnings: &[
+            "[opencloseSMTP]: one_time_sequences = /etc/knockd/smtp_sequences: knock-nfq \
+                     comments out each used line",
+        ],
     },
     Expected {
         file: "nft-and-gateway.conf",
@@ -169,6 +164,37 @@ const FIXTURES: &[Expected] = &[
     },
 ];
 
+/// The one-time door loads once its file is where the config says (it is read at load).
+#[test]
+fn one_time_sequences_translate_into_a_one_time_door() {
+    use std::os::unix::fs::PermissionsExt;
+    let import = import("ru-opencloseSMTP.conf");
+    assert_eq!((import.translated, import.doors), (1, 1));
+    assert!(
+        import.warnings[0].contains("move the file there, mode 0600"),
+        "{:?}",
+        import.warnings
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("smtp_sequences");
+    std::fs::write(&file, "2222,3333,4444\n#used\n5555:udp,6666\n").expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let toml = import.toml.replace(
+        "\"/etc/knockd/smtp_sequences\"",
+        &format!("{:?}", file.display().to_string()),
+    );
+    let config = Config::from_toml_str(&toml, Path::new("smtp.toml"))
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    assert_eq!(
+        config.doors[0].summary(),
+        format!(
+            "opencloseSMTP: one-time sequences from {} (2 unused) within 15s, flags fin,!ack -> \
+             open 25/tcp for 5s",
+            file.display()
+        )
+    );
+}
+
 fn import(file: &str) -> Import {
     import_file(&fixture(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
@@ -202,15 +228,35 @@ fn check_config(expected: &Expected, import: &Import) {
         assert!(!import.toml.contains("\n[[door]]"), "{file}");
         return;
     }
-    let config = Config::from_toml_str(&import.toml, Path::new(file))
-        .unwrap_or_else(|e| panic!("{file}: {e}\n{}", import.toml));
+    let (_dir, toml, seq) = with_sequence_files(&import.toml);
+    let config = Config::from_toml_str(&toml, Path::new(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}\n{toml}"));
     let summaries: Vec<String> = config
         .doors
         .iter()
-        .map(knock_nfq::config::Door::summary)
+        .map(|door| door.summary().replace(&seq, "SEQ"))
         .collect();
     assert_eq!(summaries, expected.doors, "{file}");
     assert_eq!(config.daemon.interfaces, expected.interfaces, "{file}");
+}
+
+/// The config with each one-time sequence file pointed at one private file of one line (a
+/// config load reads it); the file's path, which the summaries show.
+fn with_sequence_files(toml: &str) -> (tempfile::TempDir, String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("seq");
+    std::fs::write(&file, "1111,2222\n").expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let path = file.display().to_string();
+    let toml = toml
+        .lines()
+        .map(|line| match line.strip_prefix("one_time_sequences = ") {
+            Some(_) => format!("one_time_sequences = {path:?}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    (dir, toml, path)
 }
 
 /// Every untranslated door is a comment block that starts with the reason.

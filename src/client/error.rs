@@ -31,6 +31,13 @@ pub enum ClientError {
         doors: Vec<String>,
     },
 
+    #[error(
+        "door {door:?} takes one-time sequences from {}: knock the next unused line of your \
+         copy of that list by hand (knock-nfq knock HOST PORT...), then mark it used",
+        file.display()
+    )]
+    OneTimeDoor { door: String, file: PathBuf },
+
     #[error("--open {spec:?}: expected PORT/PROTO of one of the door's targets, such as 22/tcp")]
     BadOpen { spec: String },
 

@@ -21,7 +21,7 @@ pub use spa::{
 };
 
 use crate::config::parse;
-use crate::config::{Config, Door, KnockPort, Proto};
+use crate::config::{Config, Door, KnockPort, Proto, SequenceOrigin};
 
 /// Which address of the host to knock on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +131,24 @@ fn parse_knock(spec: &str, DefaultProto(default): DefaultProto) -> Option<KnockP
 
 /// The sequence of the door called `name`; an unknown name lists the doors there are.
 pub fn door_sequence(config: &Config, name: &str) -> Result<Vec<KnockPort>, ClientError> {
-    Ok(find_door(config, name)?.sequence.clone())
+    let door = find_door(config, name)?;
+    match &door.origin {
+        SequenceOrigin::Fixed => Ok(door.sequence.clone()),
+        // The step now, by this machine's clock; the daemon accepts `skew` steps either side.
+        SequenceOrigin::Totp(t) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            let step = crate::once::totp::step_of(t, now);
+            Ok(crate::once::totp::sequence(
+                &t.secret, step, t.length, t.ports,
+            ))
+        }
+        SequenceOrigin::OneTime(one) => Err(ClientError::OneTimeDoor {
+            door: door.name.clone(),
+            file: one.file.clone(),
+        }),
+    }
 }
 
 /// The door called `name`; an unknown name lists the doors there are.

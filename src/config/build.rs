@@ -11,7 +11,7 @@ use figment::value::Value;
 use super::error::ConfigError;
 use super::model::{
     Action, Config, Daemon, Door, KnockPort, LogFormat, MAX_DOORS, MAX_SEQUENCE_LEN, MAX_TARGETS,
-    Proto, ScanPolicy, Target, TcpFlags,
+    Proto, ScanPolicy, SequenceOrigin, Target, TcpFlags,
 };
 use super::parse::{self, FlagsError, TargetError};
 use super::tree::{Node, Table, describe};
@@ -39,9 +39,18 @@ pub const DOOR_KEYS: &[&str] = &[
     "max_grants_per_second",
     "spa",
     "spa_allow_address",
+    "totp",
+    "one_time_sequences",
 ];
 /// Keys of a sequence door that a door opened by `spa` has no use for.
-const SEQUENCE_ONLY_KEYS: &[&str] = &["sequence", "seq_timeout", "tcp_flags", "strict"];
+const SEQUENCE_ONLY_KEYS: &[&str] = &[
+    "sequence",
+    "seq_timeout",
+    "tcp_flags",
+    "strict",
+    "totp",
+    "one_time_sequences",
+];
 
 const DEFAULT_QUEUE: u16 = 0;
 const DEFAULT_TABLE: &str = "knock_nfq";
@@ -237,6 +246,8 @@ struct ParsedDoor<'a> {
     knocks: Vec<Node<'a>>,
     /// An SPA door's `spa.port`.
     spa_port: Option<Node<'a>>,
+    /// `totp` or `one_time_sequences`, where the sequence is not fixed.
+    origin: Option<Node<'a>>,
 }
 
 fn doors(node: &Node) -> Result<Vec<Door>> {
@@ -273,17 +284,28 @@ fn door<'a>(node: &Node<'a>) -> Result<ParsedDoor<'a>> {
     // From here on, messages show the door's name beside its index.
     let t = t.named(name);
     let spa = super::spa::door_spa(&t)?;
-    let (sequence, knocks) = match spa {
-        None => sequence(&t)?,
-        Some(_) => {
-            no_sequence_keys(&t)?;
-            (Vec::new(), Vec::new())
-        }
+    if spa.is_some() {
+        no_sequence_keys(&t)?;
+    }
+    let (origin, origin_node) = super::once::door_origin(&t)?;
+    let (sequence, knocks) = match (&spa, &origin) {
+        (None, SequenceOrigin::Fixed) => sequence(&t)?,
+        _ => (Vec::new(), Vec::new()),
     };
+    let possible = super::once::possible_knocks(&origin);
     let door = Door {
         name: name.to_owned(),
         seq_timeout: optional(&t, "seq_timeout", seq_timeout)?.unwrap_or(DEFAULT_SEQ_TIMEOUT),
-        tcp_flags: optional(&t, "tcp_flags", |n| tcp_flags(n, &sequence))?,
+        tcp_flags: optional(&t, "tcp_flags", |n| {
+            tcp_flags(
+                n,
+                if possible.is_empty() {
+                    &sequence
+                } else {
+                    &possible
+                },
+            )
+        })?,
         scan_policy: optional(&t, "strict", scan_policy)?.unwrap_or_default(),
         targets: targets(&t.require("open", EXPECT_OPEN)?)?,
         open_for: optional(&t, "open_for", open_for)?.unwrap_or(DEFAULT_OPEN_FOR),
@@ -294,8 +316,11 @@ fn door<'a>(node: &Node<'a>) -> Result<ParsedDoor<'a>> {
         .unwrap_or(DEFAULT_MAX_GRANTS_PER_SECOND),
         sequence,
         spa,
+        origin,
+        once: None,
     };
     Ok(ParsedDoor {
+        origin: origin_node,
         door,
         label: t.node.path.shown().to_owned(),
         // Again, now shown with the door's name, for the duplicate check.
@@ -499,6 +524,29 @@ fn each_once<T>(
 /// a port (same port and protocol) never reaches the daemon: the door could never open.
 fn knocks_can_arrive(doors: &[ParsedDoor]) -> Result<()> {
     for door in doors {
+        if let Some(node) = &door.origin {
+            let possible = super::once::possible_knocks(&door.door.origin);
+            let clash = possible.iter().find_map(|knock| {
+                let owner = doors.iter().find(|d| {
+                    d.door.targets.contains(&local(*knock))
+                        || d.door
+                            .spa
+                            .as_ref()
+                            .is_some_and(|spa| knock.proto == Proto::Udp && knock.port == spa.port)
+                })?;
+                Some((knock, owner))
+            });
+            if let Some((knock, owner)) = clash {
+                return Err(node.invalid_found(
+                    "knock ports that no door opens on this host and no SPA door listens on",
+                    format!(
+                        "{} knocking on {knock}, which {} opens or listens on",
+                        describe(node.value),
+                        owner.label
+                    ),
+                ));
+            }
+        }
         for (knock, node) in door.door.sequence.iter().zip(&door.knocks) {
             if let Some(owner) = doors
                 .iter()

@@ -14,6 +14,7 @@ mod build;
 mod error;
 mod mode;
 pub mod model;
+mod once;
 pub(crate) mod parse;
 mod scan;
 mod source;

@@ -229,6 +229,59 @@ pub struct Door {
     pub max_grants_per_second: u32,
     /// Opened by one signed datagram instead of a sequence (then `sequence` is empty).
     pub spa: Option<Spa>,
+    /// Where `sequence` comes from: the config, or (then it is filled in at run time, see
+    /// `crate::once`) a TOTP secret or a one-time sequence file.
+    pub origin: SequenceOrigin,
+    /// In the engine's doors only: the use of a TOTP step or one-time line that this door's
+    /// grant consumes.
+    pub once: Option<OnceUse>,
+}
+
+/// Where a door's knock sequence comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SequenceOrigin {
+    /// `sequence = [...]`, valid any number of times.
+    #[default]
+    Fixed,
+    /// `totp = {...}`: derived from a secret for each time step.
+    Totp(std::sync::Arc<Totp>),
+    /// `one_time_sequences = "FILE"`: the file's first unused line.
+    OneTime(std::sync::Arc<OneTime>),
+}
+
+/// A rotating sequence: `length` distinct TCP ports of `ports` for each `step`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totp {
+    pub secret_file: PathBuf,
+    /// Never printed: its `Debug` is redacted.
+    pub secret: crate::spa::Key,
+    pub step: Duration,
+    pub length: usize,
+    /// First and last port, inclusive.
+    pub ports: (u16, u16),
+    /// Steps accepted either side of the current one.
+    pub skew: u8,
+}
+
+/// A knockd one-time sequence file and its unused lines when it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTime {
+    pub file: PathBuf,
+    pub lines: Vec<OneTimeLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTimeLine {
+    /// Line number in the file, from 1.
+    pub number: usize,
+    pub sequence: Vec<KnockPort>,
+}
+
+/// What a grant of a once-only door uses up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OnceUse {
+    TotpStep(u64),
+    OneTimeLine(usize),
 }
 
 /// A door's single-packet authorization: a UDP port, an HMAC key, how old a message may be.

@@ -95,7 +95,7 @@ fn key(node: &Node, path: &Path) -> Result<Key> {
 }
 
 /// One line of base64 holding 32 bytes, as `knock-nfq keygen` writes.
-fn decode_key(file: &[u8]) -> Option<Key> {
+pub(super) fn decode_key(file: &[u8]) -> Option<Key> {
     let text = std::str::from_utf8(file).ok()?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())

@@ -2,7 +2,7 @@
 
 use humantime::format_duration;
 
-use super::model::{Action, Door, GrantAddress, ScanPolicy};
+use super::model::{Action, Door, GrantAddress, ScanPolicy, SequenceOrigin};
 
 impl Door {
     /// What the door does, in the config's own syntax, e.g.
@@ -25,7 +25,24 @@ impl Door {
             None => format!(
                 "{}: {} within {}",
                 self.name,
-                knocks.join(" "),
+                match &self.origin {
+                    SequenceOrigin::Fixed => knocks.join(" "),
+                    // The secret is never shown: only the file it is read from.
+                    SequenceOrigin::Totp(t) => format!(
+                        "TOTP ({} tcp ports of {}-{} every {}, ±{} steps, secret {})",
+                        t.length,
+                        t.ports.0,
+                        t.ports.1,
+                        format_duration(t.step),
+                        t.skew,
+                        t.secret_file.display()
+                    ),
+                    SequenceOrigin::OneTime(one) => format!(
+                        "one-time sequences from {} ({} unused)",
+                        one.file.display(),
+                        one.lines.len()
+                    ),
+                },
                 format_duration(self.seq_timeout)
             ),
         };

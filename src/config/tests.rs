@@ -276,7 +276,7 @@ fn example_file_shows_every_key() {
     let text = fs::read_to_string(path).expect("example file");
     let keys = build::DAEMON_KEYS.iter().chain(build::DOOR_KEYS);
     // An SPA door needs a key file, so the example shows it commented out.
-    let commented = ["spa", "spa_allow_address"];
+    let commented = ["spa", "spa_allow_address", "totp", "one_time_sequences"];
     for key in keys {
         let shown = match commented.contains(key) {
             true => format!("\n#{key} = "),
@@ -375,7 +375,7 @@ fn unknown_key_in_door() {
         message,
         "test.toml: door[0].opne: unknown key; expected one of name, sequence, seq_timeout, \
          tcp_flags, strict, open, open_for, action, max_grants_per_second, spa, \
-         spa_allow_address"
+         spa_allow_address, totp, one_time_sequences"
     );
 }
 
@@ -983,5 +983,75 @@ fn an_spa_door_has_no_sequence_keys_and_listens_on_udp_only() {
             "name = \"c\"\nsequence = [1003]\nspa_allow_address = true\nopen = [\"24\"]",
         ),
         &["spa_allow_address only on a door with a spa table"],
+    );
+}
+
+// ---- TOTP and one-time doors ----
+
+/// A private file with `contents` and a door using it through `key = {}` (the path).
+fn once_config(contents: &str, door: &str) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    fs::write(&file, contents).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    let door = door.replace("{}", &file.display().to_string());
+    let toml = format!("[[door]]\nname = \"ssh\"\n{door}\nopen = [\"22/tcp\"]\n");
+    (dir, toml)
+}
+
+#[test]
+fn a_totp_door_reads_its_secret_never_shows_it_and_checks_its_range() {
+    let totp = "totp = { secret_file = \"{}\", ports = \"20000-29999\", length = 5, skew = 2 }";
+    let (_dir, toml) = once_config(KEY, totp);
+    let config = read(&toml).unwrap_or_else(|e| panic!("{e}"));
+    let SequenceOrigin::Totp(t) = &config.doors[0].origin else {
+        panic!("a TOTP door");
+    };
+    assert_eq!((t.ports, t.length, t.skew), ((20000, 29999), 5, 2));
+    assert_eq!(t.step, Duration::from_secs(30));
+    let summary = config.doors[0].summary();
+    assert!(
+        summary.starts_with("ssh: TOTP (5 tcp ports of 20000-29999 every 30s, ±2 steps"),
+        "{summary}"
+    );
+    assert!(!format!("{config:?}{summary}").contains("AAECAwQF"));
+
+    let (_dir, small) = once_config(KEY, &totp.replace("20000-29999", "20000-20050"));
+    assert_message(
+        &rejected(&small),
+        &["door[0] (\"ssh\").totp.ports", "at least 100 ports"],
+    );
+    let (_dir, both) = once_config(KEY, &format!("{totp}\nsequence = [7000]"));
+    assert_message(
+        &rejected(&both),
+        &["one of sequence, totp and one_time_sequences"],
+    );
+    let (_dir, clash) = once_config(KEY, &totp.replace("20000-29999", "1-1000"));
+    assert_message(
+        &rejected(&clash),
+        &["door[0] (\"ssh\").totp", "22:tcp", "opens or listens on"],
+    );
+}
+
+#[test]
+fn a_one_time_file_is_read_like_knockd_and_a_bad_line_is_named() {
+    let door = "one_time_sequences = \"{}\"";
+    let (_dir, toml) = once_config("# used\n#1,2\n7000,8000:udp\n9000\n", door);
+    let config = read(&toml).unwrap_or_else(|e| panic!("{e}"));
+    let SequenceOrigin::OneTime(one) = &config.doors[0].origin else {
+        panic!("a one-time door");
+    };
+    assert_eq!(
+        one.lines.iter().map(|l| l.number).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    let (_dir, bad) = once_config("7000,8000\n7000,x\n", door);
+    assert_message(
+        &rejected(&bad),
+        &[
+            "door[0] (\"ssh\").one_time_sequences",
+            "whose line 2 is \"7000,x\"",
+        ],
     );
 }

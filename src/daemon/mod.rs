@@ -2,6 +2,7 @@
 //! handles signals (SIGTERM/SIGINT stop, SIGHUP reloads).
 
 mod http;
+mod rotation;
 mod watchdog;
 
 use std::io;
@@ -13,10 +14,11 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Door};
 use crate::metrics::Metrics;
 use crate::nft::{Nft, NftError};
-use crate::queue::{self, QueueError, State, Worker, WorkerHandle};
+use crate::once::{OnceError, OnceState};
+use crate::queue::{self, QueueError, State, Stores, Worker, WorkerHandle};
 use crate::spa::{SpaState, StoreError};
 use watchdog::Watchdog;
 
@@ -41,6 +43,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Spa(#[from] StoreError),
+    #[error(transparent)]
+    Once(#[from] OnceError),
     #[error("the worker of NFQUEUE {queue} died")]
     WorkerDied { queue: u16 },
     #[error("cannot set up the runtime, threads or signal handlers")]
@@ -58,6 +62,8 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
 
 struct Daemon {
     config: Config,
+    /// `config`'s doors as the engine runs them now (TOTP and one-time doors expanded).
+    engine_doors: Vec<Door>,
     nft: Nft,
     /// The kernel's handle of the table whose sets were last filled; `None` while it is missing.
     table_handle: Option<u64>,
@@ -83,22 +89,24 @@ impl Daemon {
     /// Verifies the table, fills the sets, binds the queues and starts the workers. The sets are
     /// filled before any queue is bound, so the kernel guards the services before knocks count.
     fn start(config: Config) -> Result<Daemon, DaemonError> {
+        let since_epoch = rotation::since_epoch();
+        let spa = SpaState::open(&config, Instant::now(), since_epoch)?;
+        let once = OnceState::open(&config)?;
+        let engine_doors = once.expand(&config.doors, since_epoch);
         let mut nft = Nft::open(&config.daemon.table)?;
         nft.verify(config.daemon.max_grants)?;
-        nft.fill_static_sets(&config)?;
+        nft.fill_static_sets(&rotation::with_doors(&config, &engine_doors))?;
         warn_about_ruleset(&mut nft, &config.daemon.queues);
         let table_handle = Some(nft.table_handle()?);
         let metrics = Metrics::new(&config);
         metrics.last_reload_success.set(unix_now());
-        let since_epoch = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let spa = SpaState::open(&config, Instant::now(), since_epoch)?;
+        rotation::report_lines_left(&metrics, &once, &config.doors);
         let state = Arc::new(State::new(
             &config,
+            &engine_doors,
             config.daemon.queues.len(),
             metrics,
-            spa,
+            Stores { spa, once },
         ));
         let stop = Arc::new(AtomicBool::new(false));
         queue::install_wake_handler().map_err(DaemonError::Runtime)?;
@@ -116,6 +124,7 @@ impl Daemon {
         }
         Ok(Daemon {
             table_handle,
+            engine_doors,
             config,
             nft,
             state,
@@ -144,6 +153,7 @@ impl Daemon {
         notify(&[NotifyState::Ready]);
         let mut watchdog = Watchdog::from_env();
         let mut health = tokio::time::interval(HEALTH_INTERVAL);
+        let mut rotate = tokio::time::interval(rotation::INTERVAL);
         let result = loop {
             tokio::select! {
                 _ = term.recv() => break Ok(()),
@@ -151,6 +161,7 @@ impl Daemon {
                 _ = hup.recv() => self.reload(),
                 () = watchdog.tick() => watchdog.ping(&self.workers),
                 _ = health.tick() => if let Err(err) = self.check_health() { break Err(err) },
+                _ = rotate.tick() => self.rotate(),
             }
         };
         notify(&[NotifyState::Stopping]);
@@ -169,7 +180,10 @@ impl Daemon {
             Ok(handle) if Some(handle) == self.table_handle => {}
             Ok(handle) => {
                 warn!(%table, "table inet {table} was loaded anew (nftables reloaded?): refilling its sets");
-                match self.nft.fill_static_sets(&self.config) {
+                match self
+                    .nft
+                    .fill_static_sets(&rotation::with_doors(&self.config, &self.engine_doors))
+                {
                     Ok(()) => self.table_handle = Some(handle),
                     Err(err) => {
                         self.state.metrics.nft_errors.inc();
@@ -235,15 +249,23 @@ impl Daemon {
             config.daemon.state_dir.clone_from(&old.state_dir);
         }
         self.state.spa().save_if_used(&config)?;
+        self.state.once().check_writable(&config)?;
+        let engine_doors = self
+            .state
+            .once()
+            .expand(&config.doors, rotation::since_epoch());
         self.state.protect_during_reload(&config);
-        let filled = self.nft.fill_static_sets(&config);
-        self.state.reload(if filled.is_ok() {
-            &config
-        } else {
-            &self.config
-        });
+        let filled = self
+            .nft
+            .fill_static_sets(&rotation::with_doors(&config, &engine_doors));
+        match filled {
+            Ok(()) => self.state.reload(&config, &engine_doors),
+            Err(_) => self.state.reload(&self.config, &self.engine_doors),
+        }
         filled?;
+        rotation::report_lines_left(&self.state.metrics, &self.state.once(), &config.doors);
         self.config = config;
+        self.engine_doors = engine_doors;
         Ok(())
     }
 

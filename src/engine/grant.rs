@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::config::model::{Action, Door, Target};
+use crate::config::model::{Action, Door, OnceUse, SequenceOrigin, Target};
 
 /// A door's grant: which targets it opens (or revokes) for a source, and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub struct GrantSpec {
     targets_v4: Vec<Target>,
     /// The targets an IPv6 source can reach (no NAT64: IPv4 LAN hosts are not among them).
     targets_v6: Vec<Target>,
+    /// The TOTP step or one-time line the grant uses up, and the door's origin it is from.
+    pub once: Option<OnceUse>,
+    pub origin: SequenceOrigin,
 }
 
 impl GrantSpec {
@@ -44,6 +47,8 @@ impl GrantSpec {
             targets: door.targets.clone(),
             targets_v4: reachable(true),
             targets_v6: reachable(false),
+            once: door.once,
+            origin: door.origin.clone(),
         }
     }
 
@@ -58,6 +63,8 @@ impl GrantSpec {
             targets: only(&self.targets),
             targets_v4: only(&self.targets_v4),
             targets_v6: only(&self.targets_v6),
+            once: self.once,
+            origin: self.origin.clone(),
         }
     }
 
@@ -96,6 +103,8 @@ mod tests {
             open_for: Duration::from_secs(30),
             action: Action::Open,
             max_grants_per_second: 10,
+            origin: Default::default(),
+            once: None,
             spa: None,
         };
         let spec = GrantSpec::of(&door);

@@ -2,18 +2,19 @@
 
 use std::collections::HashMap;
 
-use crate::config::model::Door;
+use crate::config::model::{Door, KnockPort};
 
 /// For each old door, the id of the same door in the new list, if it is still there unchanged
-/// in what an attempt's progress depends on: name, sequence, tcp flags and timeout.
+/// in what an attempt's progress depends on: name, sequence, tcp flags and timeout. A TOTP
+/// door is several doors of one name, one per step: each is found by its sequence too.
 pub(super) fn door_map(old: &[Door], new: &[Door]) -> Vec<Option<u16>> {
-    let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(new.len());
+    let mut by_name: HashMap<(&str, &[KnockPort]), usize> = HashMap::with_capacity(new.len());
     for (id, door) in new.iter().enumerate().rev() {
-        by_name.insert(door.name.as_str(), id);
+        by_name.insert((door.name.as_str(), &door.sequence), id);
     }
     old.iter()
         .map(|door| {
-            let id = *by_name.get(door.name.as_str())?;
+            let id = *by_name.get(&(door.name.as_str(), door.sequence.as_slice()))?;
             let same = same_progress_rules(door, &new[id]);
             same.then(|| u16::try_from(id).expect("door count checked by DoorPlan"))
         })

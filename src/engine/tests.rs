@@ -35,6 +35,8 @@ pub(super) fn door_with(name: &str, sequence: Vec<KnockPort>) -> Door {
         open_for: Duration::from_secs(30),
         action: Action::Open,
         max_grants_per_second: 1000,
+        origin: Default::default(),
+        once: None,
         spa: None,
     }
 }

@@ -168,12 +168,15 @@ fn door_draft_lines(draft: &DoorDraft) -> Vec<String> {
         "[[door]]".to_owned(),
         format!("name = {}", toml_str(&draft.name)),
     ];
-    match &draft.sequence {
-        Some(sequence) => {
+    match (&draft.sequence, &draft.one_time_sequences) {
+        (_, Some(file)) => lines.push(format!("one_time_sequences = {}", toml_str(file))),
+        (Some(sequence), None) => {
             let knocks: Vec<String> = sequence.iter().map(|k| toml_str(&k.to_string())).collect();
             lines.push(format!("sequence = [{}]", knocks.join(", ")));
         }
-        None => lines.push("sequence = []   # to fill in: PORT:tcp or PORT:udp knocks".into()),
+        (None, None) => {
+            lines.push("sequence = []   # to fill in: PORT:tcp or PORT:udp knocks".into());
+        }
     }
     lines.push(format!(
         "seq_timeout = {}",

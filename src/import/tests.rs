@@ -273,19 +273,51 @@ fn ipv6_commands_must_open_the_same_targets_or_their_forwarded_twins() {
 }
 
 #[test]
+fn one_time_sequences_become_a_one_time_door_with_a_note_to_move_the_file() {
+    let grant = "command = nft add element inet t s { %IP% . tcp . 22 timeout 30s }\n";
+    let part = one_door(&format!(
+        "sequence = 1,2\none_time_sequences = /etc/knockd/ssh.seq\n{grant}"
+    ));
+    assert_eq!(part.outcome, Outcome::Translated);
+    assert_eq!(part.draft.sequence, None);
+    assert_eq!(
+        part.draft.one_time_sequences.as_deref(),
+        Some("/etc/knockd/ssh.seq")
+    );
+    let toml = crate::import::render::door_toml(&part.draft);
+    assert!(
+        toml.contains("one_time_sequences = \"/etc/knockd/ssh.seq\"\n"),
+        "{toml}"
+    );
+    assert!(!toml.contains("sequence = ["), "{toml}");
+    let warnings = warnings_of(&part);
+    assert!(
+        warnings.contains(&"Sequence was dropped: knockd takes the one-time sequences instead"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("move the file there, mode 0600")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn doors_without_a_usable_sequence_or_command_stay_comments() {
     let reason = |body: &str| match one_door(body).outcome {
         Outcome::NotTranslated(reason) => reason,
         Outcome::Translated => panic!("translated: {body}"),
     };
     assert_eq!(
-        reason("one_time_sequences = /etc/knockd/smtp\ncommand = true\n"),
-        "its sequences come from one_time_sequences = /etc/knockd/smtp (a new one after each \
-         use), and knock-nfq has no one-time sequences yet"
+        reason("one_time_sequences = smtp.seq\ncommand = true\n"),
+        "one_time_sequences = smtp.seq is not an absolute path (knockd resolves it from its \
+         working directory); write the full path"
     );
     assert_eq!(
         reason("key = SECRET\n"),
-        "its sequence comes from a TOTP Key, and knock-nfq has no TOTP sequences yet"
+        "its sequence comes from a TOTP Key, whose derivation differs from knock-nfq's totp \
+         (docs/replay.md)"
     );
     assert_eq!(
         reason("seq_timeout = 5\n"),

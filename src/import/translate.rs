@@ -59,6 +59,8 @@ pub enum Outcome {
 pub struct DoorDraft {
     pub name: String,
     pub sequence: Option<Vec<KnockPort>>,
+    /// Instead of `sequence`: knockd's one-time sequence file.
+    pub one_time_sequences: Option<String>,
     pub seq_timeout: Duration,
     pub tcp_flags: Option<String>,
     pub targets: Vec<Target>,
@@ -138,6 +140,7 @@ fn door_part(knockd: &KnockdDoor, names: &mut HashSet<String>) -> DoorPart {
         draft: DoorDraft {
             name,
             sequence: knockd.sequence.clone(),
+            one_time_sequences: None,
             seq_timeout: Duration::from_secs(
                 knockd.seq_timeout.unwrap_or(DEFAULT_SEQ_TIMEOUT_SECS),
             ),
@@ -193,7 +196,12 @@ fn fill(part: &mut DoorPart) -> Result<(), String> {
     let knockd = part.knockd.clone();
     let sequence = sequence(&knockd, &mut part.notes);
     part.draft.tcp_flags = match &sequence {
-        Ok(sequence) => tcp_flags(&knockd, sequence, &mut part.notes),
+        Ok(Knocks::Fixed(sequence)) => tcp_flags(&knockd, sequence, &mut part.notes),
+        Ok(Knocks::OneTime(file)) => {
+            part.draft.sequence = None;
+            part.draft.one_time_sequences = Some(file.clone());
+            knockd.tcp_flags.as_deref().map(str::to_ascii_lowercase)
+        }
         Err(_) => knockd.tcp_flags.as_deref().map(str::to_ascii_lowercase),
     };
     if let Some(target) = &knockd.target {
@@ -224,32 +232,47 @@ fn apply_grant(knockd: &KnockdDoor, grant: &Grant, part: &mut DoorPart) {
     }
 }
 
-fn sequence(knockd: &KnockdDoor, notes: &mut Vec<Note>) -> Result<Vec<KnockPort>, String> {
+/// Where a translated door's knocks come from.
+enum Knocks {
+    Fixed(Vec<KnockPort>),
+    OneTime(String),
+}
+
+fn sequence(knockd: &KnockdDoor, notes: &mut Vec<Note>) -> Result<Knocks, String> {
     let ots = knockd.one_time_sequences.as_deref();
-    match (&knockd.sequence, ots, knockd.totp) {
-        (Some(sequence), ots, totp) => {
-            if let Some(file) = ots {
-                notes.push(Note::warning(format!(
-                    "one_time_sequences = {file} is not translated (knock-nfq has no one-time \
-                     sequences yet): this door takes its fixed sequence, every time"
-                )));
-            }
-            if totp.is_some() {
-                notes.push(Note::warning(
-                    "Key (TOTP sequences) is not translated (knock-nfq has no TOTP sequences \
-                     yet): this door takes its fixed sequence",
+    if knockd.totp.is_some() {
+        let reason = "its sequence comes from a TOTP Key, whose derivation differs from \
+                      knock-nfq's totp (docs/replay.md)";
+        match (&knockd.sequence, ots) {
+            (None, None) => return Err(reason.into()),
+            _ => notes.push(Note::warning(format!(
+                "Key is not translated: {}; this door takes its other sequence",
+                reason.trim_start_matches("its sequence comes from ")
+            ))),
+        }
+    }
+    match (&knockd.sequence, ots) {
+        (sequence, Some(file)) => {
+            if !file.starts_with('/') {
+                return Err(format!(
+                    "one_time_sequences = {file} is not an absolute path (knockd resolves it \
+                     from its working directory); write the full path"
                 ));
             }
-            Ok(sequence.clone())
+            if sequence.is_some() {
+                notes.push(Note::warning(
+                    "Sequence was dropped: knockd takes the one-time sequences instead",
+                ));
+            }
+            notes.push(Note::warning(format!(
+                "one_time_sequences = {file}: knock-nfq comments out each used line by \
+                 rewriting the file, and the shipped unit may write only /var/lib/knock-nfq: \
+                 move the file there, mode 0600"
+            )));
+            Ok(Knocks::OneTime(file.to_owned()))
         }
-        (None, Some(file), _) => Err(format!(
-            "its sequences come from one_time_sequences = {file} (a new one after each use), \
-             and knock-nfq has no one-time sequences yet"
-        )),
-        (None, None, Some(_)) => Err(
-            "its sequence comes from a TOTP Key, and knock-nfq has no TOTP sequences yet".into(),
-        ),
-        (None, None, None) => Err("it has no sequence (knockd refuses such a door too)".into()),
+        (Some(sequence), None) => Ok(Knocks::Fixed(sequence.clone())),
+        (None, None) => Err("it has no sequence (knockd refuses such a door too)".into()),
     }
 }
 
@@ -397,6 +420,19 @@ fn stop_note(stop: &str, grant: &Grant, secs: u64) -> Note {
     }
 }
 
+/// The door as the parser can check it here: a one-time sequence file is read where the
+/// daemon runs, often not on this machine, so a stand-in sequence takes its place.
+fn checkable(draft: &DoorDraft) -> String {
+    let mut draft = draft.clone();
+    if draft.one_time_sequences.take().is_some() {
+        draft.sequence = Some(vec![KnockPort {
+            port: 65535,
+            proto: Proto::Tcp,
+        }]);
+    }
+    render::door_toml(&draft)
+}
+
 /// Checks each translated door with the config parser, in order and together with the doors
 /// before it (names, knocks on ports another door opens); a refused door becomes a comment, an
 /// accepted one a port scan opens gets a warning.
@@ -408,11 +444,13 @@ fn validate(interfaces: &Interfaces, doors: &mut [DoorPart]) {
             continue;
         }
         let door = render::door_toml(&part.draft);
-        let candidate = format!("{daemon}{accepted}{door}");
+        let candidate = format!("{daemon}{accepted}{}", checkable(&part.draft));
         match Config::from_toml_str(&candidate, Path::new("translation")) {
             Ok(config) => {
                 accepted.push_str(&door);
-                part.notes.extend(config.doors.last().and_then(scan_note));
+                if part.draft.one_time_sequences.is_none() {
+                    part.notes.extend(config.doors.last().and_then(scan_note));
+                }
             }
             Err(e) => {
                 part.outcome = Outcome::NotTranslated(format!(

@@ -14,7 +14,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::config::{Config, Door};
+use crate::config::{Config, Door, SequenceOrigin};
 use crate::engine::KnockResult;
 use crate::packet::PacketError;
 use crate::spa::Rejection;
@@ -35,6 +35,7 @@ pub struct Metrics {
     refused: IntCounterVec,
     duplicates: IntCounterVec,
     spa_rejected: IntCounterVec,
+    one_time_left: prometheus::IntGaugeVec,
     /// One counter per `PacketError::ALL`, in that order.
     packet_errors: [IntCounter; 4],
     pub tracked_sources: IntGauge,
@@ -73,6 +74,10 @@ pub struct Refused {
     pub set_full: IntCounter,
     /// nftables refused the batch for another reason.
     pub nft_error: IntCounter,
+    /// TOTP and one-time doors only: the step or line was used already.
+    pub used: Option<IntCounter>,
+    /// TOTP and one-time doors only: the use could not be recorded durably.
+    pub not_persisted: Option<IntCounter>,
 }
 
 impl DoorMetrics {
@@ -196,7 +201,9 @@ impl Metrics {
                 &registry,
                 "knock_nfq_grants_refused_total",
                 "Completed sequences whose grant was not made: rate_limited (the door's \
-                 max_grants_per_second), set_full (the grant set is at its size), nft_error.",
+                 max_grants_per_second), set_full (the grant set is at its size), nft_error; \
+                 TOTP and one-time doors: used (the step or line granted before), \
+                 not_persisted (the use could not be recorded).",
                 &["door", "reason"],
             ),
             duplicates: counter_vec(
@@ -212,6 +219,18 @@ impl Metrics {
                  named no SPA door of its port).",
                 &["door", "reason"],
             ),
+            one_time_left: {
+                let opts = Opts::new(
+                    "knock_nfq_one_time_sequences_left",
+                    "Unused lines of each one-time door's sequence file; at 0 the door is \
+                     disabled until lines are added and the daemon reloaded.",
+                );
+                let metric = prometheus::IntGaugeVec::new(opts, &["door"]).expect("valid metric");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("unique metric name");
+                metric
+            },
             packet_errors,
             tracked_sources,
             evictions: counter(
@@ -262,6 +281,11 @@ impl Metrics {
             .with_label_values(&[door.unwrap_or(""), reason.label()])
     }
 
+    /// `knock_nfq_one_time_sequences_left{door}`.
+    pub fn one_time_left(&self, door: &str) -> prometheus::IntGauge {
+        self.one_time_left.with_label_values(&[door])
+    }
+
     /// Resolves one door's counters (creating the series at zero, so dashboards see them).
     pub fn door(&self, door: &Door) -> DoorMetrics {
         if door.spa.is_some() {
@@ -272,6 +296,7 @@ impl Metrics {
                 self.spa_rejected(None, reason);
             }
         }
+        let once_only = door.origin != SequenceOrigin::Fixed;
         let knocks = |result: &str| self.knocks.with_label_values(&[door.name.as_str(), result]);
         let refused = |reason: &str| {
             self.refused
@@ -290,6 +315,8 @@ impl Metrics {
                 rate_limited: refused("rate_limited"),
                 set_full: refused("set_full"),
                 nft_error: refused("nft_error"),
+                used: once_only.then(|| refused("used")),
+                not_persisted: once_only.then(|| refused("not_persisted")),
             },
         }
     }

@@ -16,7 +16,7 @@ pub mod state;
 mod wake;
 mod worker;
 
-pub use state::State;
+pub use state::{State, Stores};
 pub use wake::install as install_wake_handler;
 pub use worker::{Worker, WorkerHandle};
 

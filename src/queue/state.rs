@@ -8,9 +8,10 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::config::Config;
+use crate::config::{Config, Door};
 use crate::engine::Engine;
 use crate::metrics::{DoorMetrics, Metrics};
+use crate::once::OnceState;
 
 use super::protected::Protected;
 use crate::spa::{Gate, SpaState};
@@ -32,10 +33,26 @@ pub struct State {
     pub metrics: Metrics,
     /// One for all workers: a nonce used through one queue is used for all.
     spa: Mutex<SpaState>,
+    /// Likewise for TOTP steps and one-time lines.
+    once: Mutex<OnceState>,
+}
+
+/// What the packet path needs besides the config: the engine's doors (the config's, with TOTP
+/// and one-time doors expanded by [`OnceState::expand`]) and the once-only stores.
+#[derive(Debug)]
+pub struct Stores {
+    pub spa: SpaState,
+    pub once: OnceState,
 }
 
 impl State {
-    pub fn new(config: &Config, shard_count: usize, metrics: Metrics, spa: SpaState) -> State {
+    pub fn new(
+        config: &Config,
+        engine_doors: &[Door],
+        shard_count: usize,
+        metrics: Metrics,
+        stores: Stores,
+    ) -> State {
         let shard_count = shard_count.max(1);
         let per_shard = config.daemon.max_sources.div_ceil(shard_count);
         let protected = Arc::new(Protected::new(&config.doors));
@@ -43,8 +60,8 @@ impl State {
         let shards = (0..shard_count)
             .map(|_| {
                 Mutex::new(Shard {
-                    engine: Engine::new(config.doors.clone(), per_shard),
-                    door_metrics: config.doors.iter().map(|d| metrics.door(d)).collect(),
+                    engine: Engine::new(engine_doors.to_vec(), per_shard),
+                    door_metrics: engine_doors.iter().map(|d| metrics.door(d)).collect(),
                     protected: Arc::clone(&protected),
                     spa_ports: Arc::clone(&spa_ports),
                 })
@@ -54,7 +71,8 @@ impl State {
             shards,
             hasher: RandomState::new(),
             metrics,
-            spa: Mutex::new(spa),
+            spa: Mutex::new(stores.spa),
+            once: Mutex::new(stores.once),
         }
     }
 
@@ -72,6 +90,11 @@ impl State {
         self.spa.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The used TOTP steps and one-time lines, locked (poison ignored).
+    pub fn once(&self) -> MutexGuard<'_, OnceState> {
+        self.once.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Before the kernel's sets change to `config`'s: treats the services of both configs as
     /// protected, so that no connection to one the kernel already guards reaches the engine,
     /// which accepts what is not a knock. [`State::reload`] then narrows to `config`'s.
@@ -83,23 +106,32 @@ impl State {
         }
     }
 
-    /// Applies a new configuration; attempts of unchanged doors are kept by the engine, and
-    /// the active-grants belief keeps the grants of doors still there.
-    pub fn reload(&self, config: &Config) {
+    /// Applies a new configuration with its engine doors; attempts of unchanged doors are
+    /// kept by the engine, and the active-grants belief keeps the grants of doors still there.
+    pub fn reload(&self, config: &Config, engine_doors: &[Door]) {
         self.metrics
             .active_grants
             .replace_doors(&config.doors, config.daemon.max_sources);
-        let per_shard = config.daemon.max_sources.div_ceil(self.shards.len());
         let protected = Arc::new(Protected::new(&config.doors));
         let spa_ports: Arc<[u16]> = Gate::ports(&config.doors).into();
         self.spa().gate.replace_doors(&config.doors);
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             shard.spa_ports = Arc::clone(&spa_ports);
-            let before = shard.engine.tracked_sources();
-            shard.engine.replace_doors(config.doors.clone(), per_shard);
-            shard.door_metrics = config.doors.iter().map(|d| self.metrics.door(d)).collect();
             shard.protected = Arc::clone(&protected);
+        }
+        self.rotate(engine_doors, config.daemon.max_sources);
+    }
+
+    /// New engine doors for the same config: a TOTP step ended, or a once-only use changed
+    /// what is offered.
+    pub fn rotate(&self, engine_doors: &[Door], max_sources: usize) {
+        let per_shard = max_sources.div_ceil(self.shards.len());
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = shard.engine.tracked_sources();
+            shard.engine.replace_doors(engine_doors.to_vec(), per_shard);
+            shard.door_metrics = engine_doors.iter().map(|d| self.metrics.door(d)).collect();
             let after = shard.engine.tracked_sources();
             self.metrics.tracked_sources.add(gauge_delta(before, after));
         }

@@ -21,6 +21,7 @@ use crate::metrics::DoorMetrics;
 use crate::nft::{Attempt, Nft, NftError};
 use crate::packet::{self, Packet};
 
+mod once;
 mod spa;
 
 /// At most one warning per this interval for receive and verdict errors...
@@ -290,6 +291,7 @@ impl Worker {
             }
             hold @ Decision::Hold(_) => return hold,
         };
+        self.consume_once_only();
         if !self.pending.is_empty() {
             self.commit_pending();
         }

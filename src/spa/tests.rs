@@ -108,6 +108,8 @@ fn spa_door(grant_address: GrantAddress) -> Door {
         open_for: Duration::from_secs(30),
         action: Action::Open,
         max_grants_per_second: 2,
+        origin: Default::default(),
+        once: None,
         spa: Some(Spa {
             port: 62201,
             key_file: "/etc/knock-nfq/ssh.key".into(),

@@ -1,0 +1,217 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{OnceState, Refusal, one_time, totp};
+use crate::config::Config;
+use crate::config::model::{KnockPort, OnceUse, Proto};
+use crate::spa::Key;
+
+/// The vectors' secret: bytes 0x00..=0x1f (as in docs/replay.md).
+fn secret() -> Key {
+    Key::new(std::array::from_fn(|i| u8::try_from(i).unwrap()))
+}
+
+fn tcp(ports: &[u16]) -> Vec<KnockPort> {
+    ports
+        .iter()
+        .map(|&port| KnockPort {
+            port,
+            proto: Proto::Tcp,
+        })
+        .collect()
+}
+
+/// 2026-01-01T00:00:00Z with 30 s steps: T = 58907520.
+const T: u64 = 1_767_225_600 / 30;
+
+#[test]
+fn totp_sequences_match_the_documented_vectors() {
+    let range = (20000, 29999);
+    assert_eq!(
+        totp::sequence(&secret(), T, 4, range),
+        tcp(&[23850, 26166, 22475, 27812])
+    );
+    assert_eq!(
+        totp::sequence(&secret(), T + 1, 4, range),
+        tcp(&[29561, 29073, 21016, 29255])
+    );
+    let long = totp::sequence(&secret(), T, 16, (20000, 20099));
+    assert_eq!(
+        long,
+        tcp(&[
+            20050, 20066, 20075, 20012, 20069, 20032, 20003, 20097, 20087, 20004, 20038, 20031,
+            20007, 20092, 20070, 20089
+        ])
+    );
+}
+
+#[test]
+fn totp_ports_are_distinct_and_in_range_even_when_the_range_is_small() {
+    for step in 0..200 {
+        let ports = totp::sequence(&secret(), step, 16, (40000, 40099));
+        assert_eq!(ports.len(), 16);
+        for (i, p) in ports.iter().enumerate() {
+            assert!((40000..=40099).contains(&p.port));
+            assert!(!ports[..i].contains(p), "step {step}: {ports:?}");
+        }
+    }
+}
+
+#[test]
+fn one_time_files_read_like_knockd_and_a_used_line_is_commented_out() {
+    let text = "# my list\n7000,8000:udp,9000\n\n  1111 2222:tcp\n#7001,7002\n";
+    let lines = one_time::parse(text, 16).unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0].number, 2);
+    assert_eq!(
+        lines[0].sequence,
+        vec![
+            KnockPort {
+                port: 7000,
+                proto: Proto::Tcp
+            },
+            KnockPort {
+                port: 8000,
+                proto: Proto::Udp
+            },
+            KnockPort {
+                port: 9000,
+                proto: Proto::Tcp
+            },
+        ]
+    );
+    assert_eq!(lines[1].number, 4);
+    assert_eq!(lines[1].sequence, tcp(&[1111, 2222]));
+
+    let bad = one_time::parse("7000,8000\n7000,70000\n", 16).unwrap_err();
+    assert_eq!((bad.number, bad.found.as_str()), (2, "7000,70000"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssh.seq");
+    std::fs::write(&file, text).unwrap();
+    one_time::mark_used(&file, 2).unwrap();
+    let after = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        after,
+        "# my list\n#7000,8000:udp,9000\n\n  1111 2222:tcp\n#7001,7002\n"
+    );
+    assert!(one_time::mark_used(&file, 2).is_err(), "already used");
+    assert_eq!(one_time::parse(&after, 16).unwrap()[0].number, 4);
+}
+
+fn config(state_dir: &std::path::Path, door: &str) -> Config {
+    let toml = format!(
+        "[daemon]\nstate_dir = \"{}\"\n{door}\nopen = [\"22/tcp\"]\n",
+        state_dir.display()
+    );
+    Config::from_toml_str(&toml, std::path::Path::new("test.toml")).unwrap()
+}
+
+fn private_file(dir: &std::path::Path, name: &str, contents: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn a_totp_door_offers_each_unused_step_of_its_window_and_a_step_grants_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = private_file(
+        dir.path(),
+        "ssh.totp",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
+    );
+    let config = config(
+        dir.path(),
+        &format!(
+            "[[door]]\nname = \"ssh\"\ntotp = {{ secret_file = \"{}\", ports = \"20000-29999\" }}",
+            secret_file.display()
+        ),
+    );
+    let now = Duration::from_secs(T * 30 + 7);
+    let mut once = OnceState::open(&config).unwrap();
+    let doors = once.expand(&config.doors, now);
+    let steps: Vec<_> = doors.iter().map(|d| d.once).collect();
+    assert_eq!(steps, [T - 1, T, T + 1].map(|s| Some(OnceUse::TotpStep(s))));
+    assert_eq!(doors[1].sequence, tcp(&[23850, 26166, 22475, 27812]));
+
+    let door = &config.doors[0];
+    once.consume(&door.name, &door.origin, OnceUse::TotpStep(T))
+        .unwrap();
+    assert!(matches!(
+        once.consume(&door.name, &door.origin, OnceUse::TotpStep(T)),
+        Err(Refusal::Used)
+    ));
+    assert!(matches!(
+        once.consume(&door.name, &door.origin, OnceUse::TotpStep(T - 1)),
+        Err(Refusal::Used)
+    ));
+    let after: Vec<_> = once
+        .expand(&config.doors, now)
+        .iter()
+        .map(|d| d.once)
+        .collect();
+    assert_eq!(after, [Some(OnceUse::TotpStep(T + 1))]);
+
+    // A restart remembers.
+    let reopened = OnceState::open(&config).unwrap();
+    assert_eq!(reopened.expand(&config.doors, now).len(), 1);
+}
+
+#[test]
+fn a_one_time_door_offers_its_first_unused_line_until_none_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = private_file(dir.path(), "ssh.seq", "7000,8000\n7001,8001\n");
+    let config = config(
+        dir.path(),
+        &format!(
+            "[[door]]\nname = \"ssh\"\none_time_sequences = \"{}\"",
+            file.display()
+        ),
+    );
+    let mut once = OnceState::open(&config).unwrap();
+    let door = &config.doors[0];
+    let first = once.expand(&config.doors, Duration::ZERO).remove(0);
+    assert_eq!(first.sequence, tcp(&[7000, 8000]));
+    assert_eq!(first.once, Some(OnceUse::OneTimeLine(1)));
+    once.consume(&door.name, &door.origin, OnceUse::OneTimeLine(1))
+        .unwrap();
+    assert!(matches!(
+        once.consume(&door.name, &door.origin, OnceUse::OneTimeLine(1)),
+        Err(Refusal::Used)
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "#7000,8000\n7001,8001\n"
+    );
+    let second = once.expand(&config.doors, Duration::ZERO).remove(0);
+    assert_eq!(second.sequence, tcp(&[7001, 8001]));
+    assert_eq!(once.lines_left(&config.doors), [("ssh", 1)]);
+    once.consume(&door.name, &door.origin, OnceUse::OneTimeLine(2))
+        .unwrap();
+    let exhausted = once.expand(&config.doors, Duration::ZERO).remove(0);
+    assert!(exhausted.sequence.is_empty() && exhausted.once.is_none());
+    assert_eq!(once.lines_left(&config.doors), [("ssh", 0)]);
+}
+
+#[test]
+fn a_corrupt_used_steps_file_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(super::TOTP_FILE), "garbage").unwrap();
+    let secret_file = private_file(
+        dir.path(),
+        "s",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
+    );
+    let config = config(
+        dir.path(),
+        &format!(
+            "[[door]]\nname = \"ssh\"\ntotp = {{ secret_file = \"{}\", ports = \"20000-29999\" }}",
+            secret_file.display()
+        ),
+    );
+    let err = OnceState::open(&config).unwrap_err().to_string();
+    assert!(err.contains("totp-used") && err.contains("line 1"), "{err}");
+}

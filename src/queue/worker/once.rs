@@ -1,0 +1,50 @@
+//! Grants of TOTP and one-time doors: the step or line is consumed, durably, before the grant
+//! is committed; one already used, or one that cannot be recorded, grants nothing.
+
+use tracing::{error, info};
+
+use super::Worker;
+use crate::once::Refusal;
+
+impl Worker {
+    /// Drops the pending grants whose once-only use is refused, counting each.
+    pub(super) fn consume_once_only(&mut self) {
+        if self
+            .pending
+            .iter()
+            .all(|(grant, _)| grant.spec.once.is_none())
+        {
+            return;
+        }
+        let state = std::sync::Arc::clone(&self.state);
+        let mut once = state.once();
+        self.pending.retain(|(grant, counters)| {
+            let spec = &grant.spec;
+            let Some(use_) = spec.once else {
+                return true;
+            };
+            // Nothing is granted to a family the door has no target for: nothing is used up.
+            if spec.targets_for(grant.source).is_empty() {
+                return true;
+            }
+            let refused = &counters.refused;
+            match once.consume(&spec.door, &spec.origin, use_) {
+                Ok(()) => true,
+                Err(Refusal::Used) => {
+                    if let Some(used) = &refused.used {
+                        used.inc();
+                    }
+                    info!(door = %spec.door, source = %grant.source, ?use_, "sequence complete, but it was used before: no grant");
+                    false
+                }
+                Err(err @ Refusal::NotRecorded(_)) => {
+                    if let Some(lost) = &refused.not_persisted {
+                        lost.inc();
+                    }
+                    error!(door = %spec.door, source = %grant.source, error = %err, "sequence complete, but its use could not be recorded: no grant");
+                    false
+                }
+            }
+        });
+    }
+}
