@@ -86,7 +86,9 @@ impl OnceState {
         self.generation
     }
 
-    /// The engine's doors for `doors` at `unix_now`.
+    /// The engine's doors for `doors` at `unix_now`: every door is there at least once (with
+    /// an empty sequence when nothing can open it now), so the kernel's sets, filled from
+    /// these doors, keep protecting every target.
     pub fn expand(&self, doors: &[Door], unix_now: Duration) -> Vec<Door> {
         let mut out = Vec::with_capacity(doors.len());
         for door in doors {
@@ -94,6 +96,7 @@ impl OnceState {
                 SequenceOrigin::Fixed => out.push(door.clone()),
                 SequenceOrigin::Totp(t) => {
                     let spent = self.last_steps.get(&door.name).copied();
+                    let before = out.len();
                     for step in totp::window(t, unix_now) {
                         if spent.is_some_and(|last| step <= last) {
                             continue;
@@ -102,6 +105,11 @@ impl OnceState {
                         variant.sequence = totp::sequence(&t.secret, step, t.length, t.ports);
                         variant.once = Some(OnceUse::TotpStep(step));
                         out.push(variant);
+                    }
+                    // Every step of the window used: the door stays, with no sequence. Its
+                    // targets must stay in the kernel's protected sets.
+                    if out.len() == before {
+                        out.push(door.clone());
                     }
                 }
                 SequenceOrigin::OneTime(one) => {

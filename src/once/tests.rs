@@ -155,9 +155,18 @@ fn a_totp_door_offers_each_unused_step_of_its_window_and_a_step_grants_once() {
         .collect();
     assert_eq!(after, [Some(OnceUse::TotpStep(T + 1))]);
 
+    // With every step of the window used, the door stays, opened by nothing: its targets
+    // must stay protected in the kernel.
+    once.consume(&door.name, &door.origin, OnceUse::TotpStep(T + 1))
+        .unwrap();
+    let spent = once.expand(&config.doors, now);
+    assert_eq!(spent.len(), 1);
+    assert!(spent[0].sequence.is_empty() && spent[0].once.is_none());
+    assert_eq!(spent[0].targets, door.targets);
+
     // A restart remembers.
     let reopened = OnceState::open(&config).unwrap();
-    assert_eq!(reopened.expand(&config.doors, now).len(), 1);
+    assert!(reopened.expand(&config.doors, now)[0].once.is_none());
 }
 
 #[test]

@@ -19,6 +19,10 @@
                                   tamper=BYTE_INDEX (flips that byte after signing).
     craft.py raw DST PORT HEX [src=ADDR]
                                   one UDP datagram with exactly these bytes.
+    craft.py totp - SECRET_FILE STEP LENGTH FIRST LAST [at=STEP_NUMBER]
+                                  prints the step number (now, or the one given) and its TCP
+                                  ports, derived as docs/replay.md specifies (not by the
+                                  project's code).
     craft.py capture DST PORT COMMAND...
                                   runs COMMAND (no shell) while sniffing; prints the hex payload
                                   of the first UDP datagram it sent to DST:PORT.
@@ -166,6 +170,22 @@ def spa(dst, port, key_file, door, args):
     print(message.hex(), flush=True)
 
 
+def totp(secret_file, step_seconds, length, first, last, args):
+    with open(secret_file, encoding="ascii") as f:
+        secret = base64.b64decode(f.read().strip())
+    step = int(options(args).get("at", int(time.time()) // step_seconds))
+    span, chosen = last - first + 1, []
+    for counter in range(256):
+        digest = hmac.new(secret, step.to_bytes(8, "big") + bytes([counter]), hashlib.sha256).digest()
+        for i in range(0, 32, 4):
+            port = first + int.from_bytes(digest[i:i + 4], "big") % span
+            if port not in chosen:
+                chosen.append(port)
+            if len(chosen) == length:
+                print(step, *chosen, flush=True)
+                return
+
+
 def capture(dst, port, command):
     def wanted(p):
         return UDP in p and p[UDP].dport == port and (p.haslayer(IP) and p[IP].dst == dst
@@ -198,6 +218,8 @@ def main(argv):
         spa(dst, int(rest[0]), rest[1], rest[2], rest[3:])
     elif command == "raw":
         send_udp(dst, int(rest[0]), bytes.fromhex(rest[1]), options(rest[2:]).get("src"))
+    elif command == "totp":
+        totp(rest[0], *(int(x) for x in rest[1:5]), rest[5:])
     elif command == "capture":
         capture(dst, int(rest[0]), rest[1:])
     else:

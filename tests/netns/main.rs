@@ -9,6 +9,7 @@ mod first_syn;
 mod harness;
 mod limits;
 mod metrics_endpoint;
+mod once;
 mod ops;
 mod scan;
 mod spa;
