@@ -14,6 +14,9 @@
 //! - [`spa`]: single-packet authorization: the versioned wire format (HMAC-SHA256), the
 //!   verifying gate (age, door, ports, address, rate) and the bounded nonce replay cache that
 //!   is persisted under the state directory before a grant is made. Pure except `spa::store`.
+//! - [`once`]: sequences that grant once: TOTP steps derived from a secret and knockd's
+//!   one-time sequence files, expanded into the engine's fixed-sequence doors; each use is
+//!   recorded durably before its grant.
 //! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into an [`engine::Knock`].
 //! - [`queue`]: the packet path. The engine sharded by source ([`queue::State`]) and the NFQUEUE
 //!   workers (nfq), one blocking thread per queue: parse, step the engine under the shard lock,

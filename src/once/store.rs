@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{one_time, totp};
-use crate::config::model::{Config, Door, OnceUse, SequenceOrigin};
+use crate::config::model::{
+    Config, Door, KnockPort, OnceUse, OneTime, OneTimeLine, SequenceOrigin,
+};
 use crate::persist::{self, PersistError};
 
 /// The used-steps file in `daemon.state_dir`.
@@ -40,13 +42,20 @@ pub enum Refusal {
     NotRecorded(String),
 }
 
+type UsedLine = (PathBuf, usize, Vec<KnockPort>);
+
+fn used_line(one: &OneTime, line: &OneTimeLine) -> UsedLine {
+    (one.file.clone(), line.number, line.sequence.clone())
+}
+
 #[derive(Debug)]
 pub struct OnceState {
     steps_file: PathBuf,
     /// Per TOTP door, the last step that granted: it and every earlier step are spent.
     last_steps: BTreeMap<String, u64>,
-    /// One-time lines used since start; their files hold them durably.
-    used_lines: HashSet<(PathBuf, usize)>,
+    /// One-time lines used since start, by file, line number and sequence (a list the
+    /// operator replaced has new lines at those numbers); their files hold them durably.
+    used_lines: HashSet<UsedLine>,
     /// Changes whenever a use changes what [`OnceState::expand`] offers.
     generation: u64,
 }
@@ -117,7 +126,7 @@ impl OnceState {
                     let unused = one
                         .lines
                         .iter()
-                        .find(|line| !self.used_lines.contains(&(one.file.clone(), line.number)));
+                        .find(|line| !self.used_lines.contains(&used_line(one, line)));
                     if let Some(line) = unused {
                         current.sequence.clone_from(&line.sequence);
                         current.once = Some(OnceUse::OneTimeLine(line.number));
@@ -138,7 +147,7 @@ impl OnceState {
                     door.name.as_str(),
                     one.lines
                         .iter()
-                        .filter(|l| !self.used_lines.contains(&(one.file.clone(), l.number)))
+                        .filter(|line| !self.used_lines.contains(&used_line(one, line)))
                         .count(),
                 )),
                 _ => None,
@@ -165,7 +174,10 @@ impl OnceState {
                     .map_err(|err| Refusal::NotRecorded(err.to_string()))
             }
             (OnceUse::OneTimeLine(number), SequenceOrigin::OneTime(one)) => {
-                if !self.used_lines.insert((one.file.clone(), number)) {
+                let Some(line) = one.lines.iter().find(|line| line.number == number) else {
+                    return Err(Refusal::NotRecorded(format!("no line {number} was loaded")));
+                };
+                if !self.used_lines.insert(used_line(one, line)) {
                     return Err(Refusal::Used);
                 }
                 self.generation += 1;

@@ -203,6 +203,18 @@ fn a_one_time_door_offers_its_first_unused_line_until_none_is_left() {
     let exhausted = once.expand(&config.doors, Duration::ZERO).remove(0);
     assert!(exhausted.sequence.is_empty() && exhausted.once.is_none());
     assert_eq!(once.lines_left(&config.doors), [("ssh", 0)]);
+
+    // The operator writes a new list and reloads: its lines are new, at the same numbers.
+    std::fs::write(&file, "7002,8002\n").unwrap();
+    let reloaded = self::config(
+        dir.path(),
+        &format!(
+            "[[door]]\nname = \"ssh\"\none_time_sequences = \"{}\"",
+            file.display()
+        ),
+    );
+    let fresh = once.expand(&reloaded.doors, Duration::ZERO).remove(0);
+    assert_eq!(fresh.sequence, tcp(&[7002, 8002]));
 }
 
 #[test]
