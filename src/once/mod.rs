@@ -5,7 +5,7 @@
 //! the engine's: a TOTP door becomes one door per accepted step (T − skew ..= T + skew) that
 //! has not been used, a one-time door the door of its first unused line (or, exhausted, a door
 //! with no sequence, which nothing opens). Each such door carries the use it consumes
-//! ([`OnceUse`]); the worker consumes it, durably, before committing the grant, and the daemon
+//! ([`crate::config::OnceUse`]); the worker consumes it, durably, before committing the grant, and the daemon
 //! expands again when a step ends or a use changes what is offered.
 //!
 //! - `totp`: the ports of a step.
