@@ -26,7 +26,7 @@ pub enum Rejection {
     BadMac,
     /// Older than the door's `max_age`.
     Stale,
-    /// Dated more than [`FUTURE_SKEW`] ahead.
+    /// Dated more than the allowed skew (5 s) ahead.
     Future,
     /// A requested port is not one of the door's targets.
     PortNotAllowed,
