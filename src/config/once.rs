@@ -144,16 +144,21 @@ fn ports(node: &Node) -> Result<(u16, u16)> {
 fn one_time(node: &Node) -> Result<OneTime> {
     let file = absolute(node, EXPECT_FILE)?;
     let bytes = secret(node, &file)?;
-    let text = String::from_utf8_lossy(&bytes);
+    // The daemon rewrites the file after each use, so it must be text it can write back.
+    let text = String::from_utf8(bytes).map_err(|_| {
+        node.invalid_found(
+            EXPECT_FILE,
+            format!("{}, which is not UTF-8 text", describe(node.value)),
+        )
+    })?;
     let lines = one_time::parse(&text, MAX_SEQUENCE_LEN).map_err(|bad| {
         node.invalid_found(
             EXPECT_FILE,
             format!(
-                "{}, whose line {} is {:?}: expected PORT[:tcp|udp] knocks separated by commas, \
-                 at most {MAX_SEQUENCE_LEN}",
+                "{}, whose line {} is {}",
                 describe(node.value),
                 bad.number,
-                bad.found
+                bad.problem
             ),
         )
     })?;

@@ -1051,7 +1051,7 @@ fn a_one_time_file_is_read_like_knockd_and_a_bad_line_is_named() {
         &rejected(&bad),
         &[
             "door[0] (\"ssh\").one_time_sequences",
-            "whose line 2 is \"7000,x\"",
+            "whose line 2 is not PORT[:tcp|udp] knocks",
         ],
     );
 }

@@ -8,39 +8,57 @@ use crate::config::model::{KnockPort, OneTimeLine};
 use crate::config::parse;
 use crate::persist::{self, PersistError};
 
-/// A line that is not a sequence: its number (from 1) and what is wrong.
+/// A line that cannot be offered: its number (from 1) and why. What the line holds is never
+/// shown: it is a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadLine {
     pub number: usize,
-    pub found: String,
+    pub problem: String,
 }
 
-/// The unused lines of a file's text, in order.
+/// A line's knocks, if it is a sequence of at most `max_len` of them.
+fn sequence(line: &str, max_len: usize) -> Option<Vec<KnockPort>> {
+    let knocks: Option<Vec<KnockPort>> = line
+        .split([',', ' ', '\t'])
+        .filter(|s| !s.is_empty())
+        .map(parse::knock)
+        .collect();
+    knocks.filter(|k| !k.is_empty() && k.len() <= max_len)
+}
+
+/// The unused lines of a file's text, in order. A line that repeats another (used or not)
+/// is refused: a sequence someone saw used must never open again.
 pub fn parse(text: &str, max_len: usize) -> Result<Vec<OneTimeLine>, BadLine> {
-    let mut lines = Vec::new();
+    let mut lines: Vec<OneTimeLine> = Vec::new();
+    let mut used: Vec<OneTimeLine> = Vec::new();
     for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
         let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        if trimmed.is_empty() {
             continue;
         }
-        let bad = || BadLine {
-            number: index + 1,
-            found: trimmed.chars().take(80).collect(),
-        };
-        let sequence: Option<Vec<KnockPort>> = trimmed
-            .split([',', ' ', '\t'])
-            .filter(|s| !s.is_empty())
-            .map(parse::knock)
-            .collect();
-        match sequence {
-            Some(sequence) if !sequence.is_empty() && sequence.len() <= max_len => {
-                lines.push(OneTimeLine {
-                    number: index + 1,
-                    sequence,
-                });
+        if let Some(comment) = trimmed.strip_prefix('#') {
+            // A used line (knockd and knock-nfq put `#` in front), or just a comment.
+            if let Some(sequence) = sequence(comment, max_len) {
+                used.push(OneTimeLine { number, sequence });
             }
-            _ => return Err(bad()),
+            continue;
         }
+        let Some(sequence) = sequence(trimmed, max_len) else {
+            return Err(BadLine {
+                number,
+                problem: format!(
+                    "not PORT[:tcp|udp] knocks separated by commas, at most {max_len}"
+                ),
+            });
+        };
+        if let Some(earlier) = lines.iter().chain(&used).find(|l| l.sequence == sequence) {
+            return Err(BadLine {
+                number,
+                problem: format!("the same sequence as line {}", earlier.number),
+            });
+        }
+        lines.push(OneTimeLine { number, sequence });
     }
     Ok(lines)
 }
@@ -48,13 +66,13 @@ pub fn parse(text: &str, max_len: usize) -> Result<Vec<OneTimeLine>, BadLine> {
 /// Why a line could not be marked used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
-    #[error("{}: cannot read it: {error}", path.display())]
+    #[error("{}: cannot read it as UTF-8 text: {error}", path.display())]
     Read {
         path: std::path::PathBuf,
         #[source]
         error: std::io::Error,
     },
-    #[error("{}: line {number} is no longer the unused sequence the daemon loaded (the file changed; reload)", path.display())]
+    #[error("{}: the sequence loaded from line {number} is no longer an unused line (the file changed; reload)", path.display())]
     Changed {
         path: std::path::PathBuf,
         number: usize,
@@ -63,16 +81,22 @@ pub enum ConsumeError {
     Write(#[from] PersistError),
 }
 
-/// Comments out line `number` (from 1), durably, after checking it is still unused.
-pub fn mark_used(path: &Path, number: usize) -> Result<(), ConsumeError> {
+/// Comments out the unused line holding `used` (loaded from line `number`; the file may have
+/// been edited since), durably. The file must still hold it: a used sequence is never left live.
+pub fn mark_used(path: &Path, number: usize, used: &[KnockPort]) -> Result<(), ConsumeError> {
     let text = std::fs::read_to_string(path).map_err(|error| ConsumeError::Read {
         path: path.to_owned(),
         error,
     })?;
+    let max_len = used.len();
     let mut out = String::with_capacity(text.len() + 1);
     let mut found = false;
-    for (index, line) in text.split_inclusive('\n').enumerate() {
-        if index + 1 == number && !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if !found
+            && !trimmed.starts_with('#')
+            && sequence(trimmed, max_len).as_deref() == Some(used)
+        {
             out.push('#');
             found = true;
         }

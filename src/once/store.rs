@@ -1,5 +1,6 @@
-//! What has been used: TOTP steps per door (saved as `state_dir/totp-used`) and one-time lines
-//! (commented out in their own files).
+//! What has been used: TOTP steps per secret (saved as `state_dir/totp-used`: a line per
+//! secret, its fingerprint and the end of its last used step in Unix seconds) and one-time
+//! lines (commented out in their own files).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use super::{one_time, totp};
 use crate::config::model::{
-    Config, Door, KnockPort, OnceUse, OneTime, OneTimeLine, SequenceOrigin,
+    Config, Door, KnockPort, OnceUse, OneTime, OneTimeLine, SequenceOrigin, Totp,
 };
 use crate::persist::{self, PersistError};
 
@@ -51,8 +52,10 @@ fn used_line(one: &OneTime, line: &OneTimeLine) -> UsedLine {
 #[derive(Debug)]
 pub struct OnceState {
     steps_file: PathBuf,
-    /// Per TOTP door, the last step that granted: it and every earlier step are spent.
-    last_steps: BTreeMap<String, u64>,
+    /// Per TOTP secret (by [`fingerprint`], so renaming the door changes nothing), the end
+    /// of the last step that granted, in Unix seconds: every step starting before it is spent
+    /// (in seconds, so a changed `step` keeps what was used).
+    used_until: BTreeMap<String, u64>,
     /// One-time lines used since start, by file, line number and sequence (a list the
     /// operator replaced has new lines at those numbers); their files hold them durably.
     used_lines: HashSet<UsedLine>,
@@ -66,7 +69,7 @@ impl OnceState {
     pub fn open(config: &Config) -> Result<OnceState, OnceError> {
         let steps_file = config.daemon.state_dir.join(TOTP_FILE);
         let state = OnceState {
-            last_steps: read_steps(&steps_file)?,
+            used_until: read_steps(&steps_file)?,
             steps_file,
             used_lines: HashSet::new(),
             generation: 0,
@@ -104,10 +107,9 @@ impl OnceState {
             match &door.origin {
                 SequenceOrigin::Fixed => out.push(door.clone()),
                 SequenceOrigin::Totp(t) => {
-                    let spent = self.last_steps.get(&door.name).copied();
                     let before = out.len();
                     for step in totp::window(t, unix_now) {
-                        if spent.is_some_and(|last| step <= last) {
+                        if self.is_spent(t, step) {
                             continue;
                         }
                         let mut variant = door.clone();
@@ -155,20 +157,27 @@ impl OnceState {
             .collect()
     }
 
-    /// Records `use_` of `door` durably; a use already made is refused. A use that cannot be
-    /// recorded is refused as well, and stays spent in memory (never granted twice).
+    fn is_spent(&self, t: &Totp, step: u64) -> bool {
+        let used_until = self.used_until.get(&fingerprint(t)).copied();
+        used_until.is_some_and(|until| step.saturating_mul(t.step.as_secs()) < until)
+    }
+
+    /// Records `use_` of `door` durably; a use already made (or a step no longer in its
+    /// window at `unix_now`) is refused. A use that cannot be recorded is refused as well, and
+    /// stays spent in memory (never granted twice).
     pub fn consume(
         &mut self,
-        door: &str,
         origin: &SequenceOrigin,
         use_: OnceUse,
+        unix_now: Duration,
     ) -> Result<(), Refusal> {
         match (use_, origin) {
-            (OnceUse::TotpStep(step), _) => {
-                if self.last_steps.get(door).is_some_and(|&last| step <= last) {
+            (OnceUse::TotpStep(step), SequenceOrigin::Totp(t)) => {
+                if self.is_spent(t, step) || !totp::window(t, unix_now).contains(&step) {
                     return Err(Refusal::Used);
                 }
-                self.last_steps.insert(door.to_owned(), step);
+                let end = step.saturating_add(1).saturating_mul(t.step.as_secs());
+                self.used_until.insert(fingerprint(t), end);
                 self.generation += 1;
                 self.save()
                     .map_err(|err| Refusal::NotRecorded(err.to_string()))
@@ -181,22 +190,31 @@ impl OnceState {
                     return Err(Refusal::Used);
                 }
                 self.generation += 1;
-                one_time::mark_used(&one.file, number)
+                one_time::mark_used(&one.file, number, &line.sequence)
                     .map_err(|err| Refusal::NotRecorded(err.to_string()))
             }
-            (OnceUse::OneTimeLine(_), _) => Err(Refusal::NotRecorded(
-                "a one-time use of a door without a sequence file".into(),
+            _ => Err(Refusal::NotRecorded(
+                "a once-only use that does not match its door".into(),
             )),
         }
     }
 
     fn save(&self) -> Result<(), PersistError> {
         let mut text = String::from(MAGIC);
-        for (door, step) in &self.last_steps {
-            text.push_str(&format!("{door} {step}\n"));
+        for (secret, until) in &self.used_until {
+            text.push_str(&format!("{secret} {until}\n"));
         }
         persist::write_atomically(&self.steps_file, text.as_bytes())
     }
+}
+
+/// Names a TOTP secret in the used-steps file without revealing it: the first 8 bytes of
+/// HMAC-SHA256(secret, "knock-nfq totp-used"), in hex.
+fn fingerprint(t: &Totp) -> String {
+    t.secret.sign(b"knock-nfq totp-used")[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn read_steps(path: &Path) -> Result<BTreeMap<String, u64>, OnceError> {
@@ -217,9 +235,9 @@ fn read_steps(path: &Path) -> Result<BTreeMap<String, u64>, OnceError> {
     let body = text.strip_prefix(MAGIC).ok_or_else(|| corrupt(1))?;
     let mut steps = BTreeMap::new();
     for (index, line) in body.lines().enumerate() {
-        let (door, step) = line.split_once(' ').ok_or_else(|| corrupt(index + 2))?;
-        let step = step.parse().map_err(|_| corrupt(index + 2))?;
-        steps.insert(door.to_owned(), step);
+        let (secret, until) = line.split_once(' ').ok_or_else(|| corrupt(index + 2))?;
+        let until = until.parse().map_err(|_| corrupt(index + 2))?;
+        steps.insert(secret.to_owned(), until);
     }
     Ok(steps)
 }

@@ -84,19 +84,45 @@ fn one_time_files_read_like_knockd_and_a_used_line_is_commented_out() {
     assert_eq!(lines[1].sequence, tcp(&[1111, 2222]));
 
     let bad = one_time::parse("7000,8000\n7000,70000\n", 16).unwrap_err();
-    assert_eq!((bad.number, bad.found.as_str()), (2, "7000,70000"));
+    assert_eq!(bad.number, 2);
+    assert!(
+        !bad.problem.contains("7000"),
+        "a line's knocks are never shown"
+    );
+    let repeated = one_time::parse("7000,8000\n#7001\n7000,8000:tcp\n", 16).unwrap_err();
+    assert_eq!(
+        (repeated.number, repeated.problem.as_str()),
+        (3, "the same sequence as line 1")
+    );
+    let reused = one_time::parse("#7001,7002\n7001,7002\n", 16).unwrap_err();
+    assert_eq!(
+        (reused.number, reused.problem.as_str()),
+        (2, "the same sequence as line 1")
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ssh.seq");
     std::fs::write(&file, text).unwrap();
-    one_time::mark_used(&file, 2).unwrap();
+    one_time::mark_used(&file, 2, &lines[0].sequence).unwrap();
     let after = std::fs::read_to_string(&file).unwrap();
     assert_eq!(
         after,
         "# my list\n#7000,8000:udp,9000\n\n  1111 2222:tcp\n#7001,7002\n"
     );
-    assert!(one_time::mark_used(&file, 2).is_err(), "already used");
+    assert!(
+        one_time::mark_used(&file, 2, &lines[0].sequence).is_err(),
+        "already used"
+    );
     assert_eq!(one_time::parse(&after, 16).unwrap()[0].number, 4);
+
+    // Edited while the daemon runs (a line inserted above): the used sequence is found where
+    // it now is, never another line commented out in its place.
+    std::fs::write(&file, "5555\n1111,2222\n").unwrap();
+    one_time::mark_used(&file, 4, &lines[1].sequence).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "5555\n#1111,2222\n"
+    );
 }
 
 fn config(state_dir: &std::path::Path, door: &str) -> Config {
@@ -138,14 +164,14 @@ fn a_totp_door_offers_each_unused_step_of_its_window_and_a_step_grants_once() {
     assert_eq!(doors[1].sequence, tcp(&[23850, 26166, 22475, 27812]));
 
     let door = &config.doors[0];
-    once.consume(&door.name, &door.origin, OnceUse::TotpStep(T))
+    once.consume(&door.origin, OnceUse::TotpStep(T), now)
         .unwrap();
     assert!(matches!(
-        once.consume(&door.name, &door.origin, OnceUse::TotpStep(T)),
+        once.consume(&door.origin, OnceUse::TotpStep(T), now),
         Err(Refusal::Used)
     ));
     assert!(matches!(
-        once.consume(&door.name, &door.origin, OnceUse::TotpStep(T - 1)),
+        once.consume(&door.origin, OnceUse::TotpStep(T - 1), now),
         Err(Refusal::Used)
     ));
     let after: Vec<_> = once
@@ -155,18 +181,28 @@ fn a_totp_door_offers_each_unused_step_of_its_window_and_a_step_grants_once() {
         .collect();
     assert_eq!(after, [Some(OnceUse::TotpStep(T + 1))]);
 
+    // A step outside the window at the time of the use is refused, used or not.
+    let later = now + Duration::from_secs(5 * 30);
+    assert!(matches!(
+        once.consume(&door.origin, OnceUse::TotpStep(T + 1), later),
+        Err(Refusal::Used)
+    ));
+
     // With every step of the window used, the door stays, opened by nothing: its targets
     // must stay protected in the kernel.
-    once.consume(&door.name, &door.origin, OnceUse::TotpStep(T + 1))
+    once.consume(&door.origin, OnceUse::TotpStep(T + 1), now)
         .unwrap();
     let spent = once.expand(&config.doors, now);
     assert_eq!(spent.len(), 1);
     assert!(spent[0].sequence.is_empty() && spent[0].once.is_none());
     assert_eq!(spent[0].targets, door.targets);
 
-    // A restart remembers.
+    // A restart remembers, and so does a renamed door with the same secret.
     let reopened = OnceState::open(&config).unwrap();
     assert!(reopened.expand(&config.doors, now)[0].once.is_none());
+    let mut renamed = config.doors.clone();
+    renamed[0].name = "renamed".into();
+    assert!(reopened.expand(&renamed, now)[0].once.is_none());
 }
 
 #[test]
@@ -180,15 +216,16 @@ fn a_one_time_door_offers_its_first_unused_line_until_none_is_left() {
             file.display()
         ),
     );
+    let now = Duration::ZERO;
     let mut once = OnceState::open(&config).unwrap();
     let door = &config.doors[0];
     let first = once.expand(&config.doors, Duration::ZERO).remove(0);
     assert_eq!(first.sequence, tcp(&[7000, 8000]));
     assert_eq!(first.once, Some(OnceUse::OneTimeLine(1)));
-    once.consume(&door.name, &door.origin, OnceUse::OneTimeLine(1))
+    once.consume(&door.origin, OnceUse::OneTimeLine(1), now)
         .unwrap();
     assert!(matches!(
-        once.consume(&door.name, &door.origin, OnceUse::OneTimeLine(1)),
+        once.consume(&door.origin, OnceUse::OneTimeLine(1), now),
         Err(Refusal::Used)
     ));
     assert_eq!(
@@ -198,7 +235,7 @@ fn a_one_time_door_offers_its_first_unused_line_until_none_is_left() {
     let second = once.expand(&config.doors, Duration::ZERO).remove(0);
     assert_eq!(second.sequence, tcp(&[7001, 8001]));
     assert_eq!(once.lines_left(&config.doors), [("ssh", 1)]);
-    once.consume(&door.name, &door.origin, OnceUse::OneTimeLine(2))
+    once.consume(&door.origin, OnceUse::OneTimeLine(2), now)
         .unwrap();
     let exhausted = once.expand(&config.doors, Duration::ZERO).remove(0);
     assert!(exhausted.sequence.is_empty() && exhausted.once.is_none());

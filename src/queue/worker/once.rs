@@ -16,6 +16,9 @@ impl Worker {
         {
             return;
         }
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
         let state = std::sync::Arc::clone(&self.state);
         let mut once = state.once();
         self.pending.retain(|(grant, counters)| {
@@ -28,7 +31,7 @@ impl Worker {
                 return true;
             }
             let refused = &counters.refused;
-            match once.consume(&spec.door, &spec.origin, use_) {
+            match once.consume(&spec.origin, use_, unix_now) {
                 Ok(()) => true,
                 Err(Refusal::Used) => {
                     if let Some(used) = &refused.used {

@@ -39,7 +39,16 @@ impl Worker {
                     (Some(grant.door), Rejection::NotPersisted)
                 }
             },
-            SpaOutcome::Rejected { door, reason } => (door, reason),
+            SpaOutcome::Rejected { door, reason } => {
+                // A message over the rate used its nonce: it must stay used after a restart.
+                if reason == Rejection::RateLimited
+                    && let Err(err) = spa.save()
+                    && let Gate::Report { events } = self.grant_failure_warnings.check(now)
+                {
+                    error!(%source, error = %err, failed = events, "the SPA replay cache cannot be saved");
+                }
+                (door, reason)
+            }
         };
         let name = door.and_then(|id| spa.gate.door_name(id));
         self.state.metrics.spa_rejected(name, reason).inc();
@@ -47,16 +56,21 @@ impl Worker {
         Verdict::Drop
     }
 
-    /// Counts the completion and queues the grant for the commit before the verdict.
+    /// Counts the completion and queues the grant for the commit before the verdict. The
+    /// counters are found by name: the engine's doors are numbered differently from the
+    /// gate's (TOTP doors expand into several).
     fn granted(&mut self, grant: Grant) {
-        let counters = self
-            .state
-            .shard(grant.source)
-            .door_metrics
-            .get(grant.door)
-            .cloned();
-        // A reload between the gate's decision and here renumbered the doors: let the client
-        // send again rather than count under the wrong door.
+        let counters = {
+            let shard = self.state.shard(grant.source);
+            let index = shard
+                .engine
+                .doors()
+                .iter()
+                .position(|door| door.name == grant.spec.door);
+            index.and_then(|i| shard.door_metrics.get(i).cloned())
+        };
+        // A reload between the gate's decision and here removed the door: let the client send
+        // again rather than count under the wrong door.
         let Some(counters) = counters else {
             debug!(source = %grant.source, "SPA grant dropped: the doors were reloaded meanwhile");
             return;
