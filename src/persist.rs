@@ -33,8 +33,12 @@ fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::other("no file name"))?;
+    // A name nobody can guess, created new and never through a symlink: another user who
+    // may write the directory cannot make this write land elsewhere.
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
     let mut temp_name = name.to_owned();
-    temp_name.push(format!(".tmp{}", std::process::id()));
+    temp_name.push(format!(".tmp{}", u64::from_ne_bytes(random)));
     let temp = dir.join(temp_name);
     let result = write_synced(&temp, contents).and_then(|()| fs::rename(&temp, path));
     if result.is_err() {
@@ -47,9 +51,9 @@ fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
 fn write_synced(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     file.write_all(contents)?;
     file.sync_all()

@@ -2,6 +2,8 @@
 //! monotonic clock (grant rate) are passed in, and an accepted message's nonce is recorded in
 //! the [`ReplayCache`], which the caller saves before it commits the grant.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,6 +100,24 @@ struct SpaDoor {
     grant_address: GrantAddress,
     spec: Arc<GrantSpec>,
     bucket: GrantBucket,
+    /// Expiries of the nonces this door took, soonest first: at most `share` live at once, so
+    /// one door's key holders cannot fill the cache that every SPA door shares.
+    taken: BinaryHeap<Reverse<u64>>,
+    share: usize,
+}
+
+impl SpaDoor {
+    /// Whether the door may take one more nonce at `now` (Unix seconds).
+    fn has_room(&mut self, now: u64) -> bool {
+        while self
+            .taken
+            .peek()
+            .is_some_and(|Reverse(expiry)| *expiry <= now)
+        {
+            self.taken.pop();
+        }
+        self.taken.len() < self.share
+    }
 }
 
 /// Every SPA door, and the nonces already used.
@@ -136,6 +156,8 @@ impl Gate {
                     grant_address: spa.grant_address,
                     spec: Arc::new(GrantSpec::of(door)),
                     bucket: GrantBucket::new(door.max_grants_per_second),
+                    taken: BinaryHeap::new(),
+                    share: door_share(door),
                 })
             })
             .collect();
@@ -198,6 +220,12 @@ impl Gate {
             return rejected(id, Rejection::PortNotAllowed);
         }
         let expires = message.timestamp + door.max_age.as_secs() + FUTURE_SKEW.as_secs();
+        if self.replay.contains(&message.nonce) {
+            return rejected(id, Rejection::Replayed);
+        }
+        if !self.doors[index].has_room(unix_now.as_secs()) {
+            return rejected(id, Rejection::CacheFull);
+        }
         if let Err(refused) = self.replay.take(message.nonce, expires, unix_now.as_secs()) {
             return rejected(
                 id,
@@ -209,6 +237,7 @@ impl Gate {
         }
         let now_ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis());
         let door = &mut self.doors[index];
+        door.taken.push(Reverse(expires));
         if !door.bucket.take(now_ms.unwrap_or(u64::MAX)) {
             return rejected(id, Rejection::RateLimited);
         }
@@ -227,16 +256,18 @@ fn rejected(door: Option<DoorId>, reason: Rejection) -> SpaOutcome {
 /// Nonces live for `max_age` plus the skew; at most the door's grant rate of them are taken
 /// per second while it lasts (a valid message beyond the rate still uses its nonce, so this
 /// is per second of key holders' sending, with room for twice the rate).
+fn door_share(door: &Door) -> usize {
+    let Some(spa) = door.spa.as_ref() else {
+        return 0;
+    };
+    let window = spa.max_age.as_secs() + FUTURE_SKEW.as_secs();
+    let rate = u64::from(door.max_grants_per_second) * 2;
+    usize::try_from(window.saturating_mul(rate)).unwrap_or(usize::MAX)
+}
+
+/// The shared cache holds every door's share.
 fn replay_capacity(doors: &[Door]) -> usize {
-    doors
-        .iter()
-        .filter_map(|door| {
-            let spa = door.spa.as_ref()?;
-            let window = spa.max_age.as_secs() + FUTURE_SKEW.as_secs();
-            let rate = u64::from(door.max_grants_per_second) * 2;
-            usize::try_from(window.saturating_mul(rate)).ok()
-        })
-        .fold(0, usize::saturating_add)
+    doors.iter().map(door_share).fold(0, usize::saturating_add)
 }
 
 fn check_age(message: &Parsed, max_age: Duration, unix_now: Duration) -> Result<(), Rejection> {

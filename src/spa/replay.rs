@@ -55,6 +55,11 @@ impl ReplayCache {
         self.capacity = capacity.max(1);
     }
 
+    /// Whether `nonce` was taken (and may not have expired yet; a message that old is stale).
+    pub fn contains(&self, nonce: &Nonce) -> bool {
+        self.seen.contains(nonce)
+    }
+
     /// Records `nonce` until `expires` (Unix seconds), unless it was seen or the cache is full
     /// of entries still live at `now`.
     pub fn take(&mut self, nonce: Nonce, expires: u64, now: u64) -> Result<(), Refused> {

@@ -299,3 +299,36 @@ fn beyond_the_grant_rate_valid_messages_are_refused_and_a_full_cache_rejects() {
         .count();
     assert_eq!(full, 200 - (140 - 3));
 }
+
+#[test]
+fn one_door_filling_its_share_of_the_cache_leaves_another_door_open() {
+    let start = Instant::now();
+    let mut other = spa_door(GrantAddress::Sender);
+    other.name = "web".into();
+    other.spa.as_mut().unwrap().port = 62202;
+    let mut gate = Gate::new(
+        &[spa_door(GrantAddress::Sender), other],
+        ReplayCache::new(1),
+        start,
+    );
+    let clock = (start, Duration::from_secs(NOW));
+    let fresh = |door: &str, n: u32| {
+        let mut m = with_nonce(0);
+        m.door = door.into();
+        m.nonce[..4].copy_from_slice(&n.to_be_bytes());
+        signed(&m)
+    };
+    // Door ssh's share is (30 s + 5 s) x 2 x 2 = 140 nonces; then it is full, door web is not.
+    for n in 0..140 {
+        let outcome = gate.on_datagram(clock, SENDER, 62201, &fresh("ssh", n));
+        assert_ne!(outcome, rejected(Rejection::CacheFull), "nonce {n}");
+    }
+    assert_eq!(
+        gate.on_datagram(clock, SENDER, 62201, &fresh("ssh", 140)),
+        rejected(Rejection::CacheFull)
+    );
+    assert!(matches!(
+        gate.on_datagram(clock, SENDER, 62202, &fresh("web", 1000)),
+        SpaOutcome::Granted(_)
+    ));
+}
