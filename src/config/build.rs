@@ -270,6 +270,7 @@ fn doors(node: &Node) -> Result<Vec<Door>> {
         parsed.push(door);
     }
     knocks_can_arrive(&parsed)?;
+    knock_ports_fit(&parsed)?;
     spa_ports_are_free(&parsed)?;
     Ok(parsed.into_iter().map(|p| p.door).collect())
 }
@@ -563,6 +564,36 @@ fn knocks_can_arrive(doors: &[ParsedDoor]) -> Result<()> {
                     found,
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's knock-port set is filled in one netlink message, sized for every door's
+/// longest sequence; a TOTP door knocks on a sequence for each step of its window at once.
+fn knock_ports_fit(doors: &[ParsedDoor]) -> Result<()> {
+    const BUDGET: usize = MAX_DOORS * MAX_SEQUENCE_LEN;
+    let mut total = 0;
+    for door in doors {
+        total += match &door.door.origin {
+            SequenceOrigin::Fixed => door.door.sequence.len(),
+            SequenceOrigin::Totp(t) => (2 * usize::from(t.skew) + 1) * t.length,
+            SequenceOrigin::OneTime(one) => one
+                .lines
+                .iter()
+                .map(|l| l.sequence.len())
+                .max()
+                .unwrap_or(0),
+        };
+        if total > BUDGET {
+            let node = door.origin.as_ref().unwrap_or(&door.name);
+            return Err(node.invalid_found(
+                &format!("at most {BUDGET} knock ports in use at once, over all doors"),
+                format!(
+                    "{} bringing them to {total} (a TOTP door knocks on length x (2 x skew + 1))",
+                    describe(node.value)
+                ),
+            ));
         }
     }
     Ok(())

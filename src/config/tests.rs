@@ -1055,3 +1055,34 @@ fn a_one_time_file_is_read_like_knockd_and_a_bad_line_is_named() {
         ],
     );
 }
+
+#[test]
+fn totp_windows_count_against_the_knock_port_budget() {
+    let totp = |name: &str, first: u32| {
+        format!(
+            "[[door]]\nname = \"{name}\"\ntotp = {{ secret_file = \"{{}}\", ports = \"{first}-{}\", \
+             length = 16, skew = 5 }}\nopen = [\"22/tcp\"]\n",
+            first + 999
+        )
+    };
+    // 16 x 11 = 176 ports per door: eleven fit in 2048, twelve do not.
+    let doors: String = (0..12u32)
+        .map(|i| totp(&format!("t{i}"), 20000 + i * 1000))
+        .collect();
+    let (dir, _) = once_config(KEY, "");
+    let twelve = doors.replace("{}", &dir.path().join("secret").display().to_string());
+    assert_message(
+        &rejected(&twelve),
+        &[
+            "door[11] (\"t11\").totp",
+            "at most 2048 knock ports",
+            "to 2112",
+        ],
+    );
+    let eleven = twelve
+        .split("[[door]]")
+        .take(12)
+        .collect::<Vec<_>>()
+        .join("[[door]]");
+    read(&eleven).unwrap_or_else(|e| panic!("{e}"));
+}
