@@ -141,21 +141,24 @@ fn private_file(dir: &std::path::Path, name: &str, contents: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn a_totp_door_offers_each_unused_step_of_its_window_and_a_step_grants_once() {
-    let dir = tempfile::tempdir().unwrap();
+/// Door `ssh` with the vectors' secret, 30 s steps, ports 20000-29999, skew 1.
+fn totp_config(dir: &std::path::Path) -> Config {
     let secret_file = private_file(
-        dir.path(),
+        dir,
         "ssh.totp",
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
     );
-    let config = config(
-        dir.path(),
-        &format!(
-            "[[door]]\nname = \"ssh\"\ntotp = {{ secret_file = \"{}\", ports = \"20000-29999\" }}",
-            secret_file.display()
-        ),
+    let door = format!(
+        "[[door]]\nname = \"ssh\"\ntotp = {{ secret_file = \"{}\", ports = \"20000-29999\" }}",
+        secret_file.display()
     );
+    config(dir, &door)
+}
+
+#[test]
+fn a_totp_door_offers_each_unused_step_of_its_window_and_a_step_grants_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = totp_config(dir.path());
     let now = Duration::from_secs(T * 30 + 7);
     let mut once = OnceState::open(&config).unwrap();
     let doors = once.expand(&config.doors, now);
@@ -258,18 +261,7 @@ fn a_one_time_door_offers_its_first_unused_line_until_none_is_left() {
 fn a_corrupt_used_steps_file_stops_the_start_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(super::TOTP_FILE), "garbage").unwrap();
-    let secret_file = private_file(
-        dir.path(),
-        "s",
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
-    );
-    let config = config(
-        dir.path(),
-        &format!(
-            "[[door]]\nname = \"ssh\"\ntotp = {{ secret_file = \"{}\", ports = \"20000-29999\" }}",
-            secret_file.display()
-        ),
-    );
+    let config = totp_config(dir.path());
     let err = OnceState::open(&config).unwrap_err().to_string();
     assert!(err.contains("totp-used") && err.contains("line 1"), "{err}");
 }

@@ -53,20 +53,6 @@ fn revoke_all(t: &Topology) {
     }
 }
 
-/// Waits until the daemon offers what the last use left (its engine doors move on within
-/// 200 ms of a use), read from a metric that follows it.
-fn wait_for(daemon: &Daemon, t: &Topology, name: &str, labels: &[&str], value: f64) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while daemon.metrics(&t.gw).value(name, labels) != value {
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} never became {value}; log:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 // ---- TOTP ----
 
 /// (step, ports) from craft.py: now, or at `step`.
@@ -200,6 +186,20 @@ fn left(daemon: &Daemon, t: &Topology) -> f64 {
         .value("knock_nfq_one_time_sequences_left", &[r#"door="once""#])
 }
 
+/// Waits until the daemon offers the next line (its engine doors move on within 200 ms of a
+/// use), which the lines-left metric follows.
+fn wait_for_left(daemon: &Daemon, t: &Topology, lines: f64) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while left(daemon, t) != lines {
+        assert!(
+            Instant::now() < deadline,
+            "never {lines} lines left; log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 #[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn a_one_time_sequence_opens_once_also_over_ipv6_and_after_a_crash() {
@@ -215,13 +215,7 @@ fn a_one_time_sequence_opens_once_also_over_ipv6_and_after_a_crash() {
     assert_open(&t, CLIENT4, GW_SSH4, "gw");
     let text = std::fs::read_to_string(&file).expect("read");
     assert!(text.contains("\n#7100,7200,7300:udp\n"), "{text}");
-    wait_for(
-        &daemon,
-        &t,
-        "knock_nfq_one_time_sequences_left",
-        &[r#"door="once""#],
-        2.0,
-    );
+    wait_for_left(&daemon, &t, 2.0);
 
     revoke_all(&t);
     t.knock(GW4, LINES[0]);
@@ -230,13 +224,7 @@ fn a_one_time_sequence_opens_once_also_over_ipv6_and_after_a_crash() {
     // The next line, over IPv6 (knockd breaks IPv6 after the first use).
     t.knock(GW6, LINES[1]);
     assert_open(&t, CLIENT6, GW_SSH6, "gw");
-    wait_for(
-        &daemon,
-        &t,
-        "knock_nfq_one_time_sequences_left",
-        &[r#"door="once""#],
-        1.0,
-    );
+    wait_for_left(&daemon, &t, 1.0);
     assert_eq!(grants(&daemon, &t), 2.0);
 
     // A crash revives no line.
@@ -252,13 +240,7 @@ fn a_one_time_sequence_opens_once_also_over_ipv6_and_after_a_crash() {
     // The last line opens; then the door is used up, which the log and the metric say.
     t.knock(GW4, LINES[2]);
     assert_open(&t, CLIENT4, GW_SSH4, "gw");
-    wait_for(
-        &daemon,
-        &t,
-        "knock_nfq_one_time_sequences_left",
-        &[r#"door="once""#],
-        0.0,
-    );
+    wait_for_left(&daemon, &t, 0.0);
     assert!(
         daemon.log().contains("one-time sequences are used up"),
         "{}",
