@@ -29,6 +29,7 @@ fn door() -> Door {
         max_grants_per_second: u32::MAX,
         origin: Default::default(),
         once: None,
+        from: Vec::new(),
         spa: Some(Spa {
             port: PORT,
             key_file: "/etc/knock-nfq/ssh.key".into(),

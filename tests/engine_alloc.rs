@@ -79,6 +79,7 @@ fn door(name: &str, ports: &[u16], action: Action) -> Door {
         max_grants_per_second: u32::MAX,
         origin: Default::default(),
         once: None,
+        from: Vec::new(),
         spa: None,
     }
 }

@@ -41,6 +41,7 @@ pub const DOOR_KEYS: &[&str] = &[
     "spa_allow_address",
     "totp",
     "one_time_sequences",
+    "from",
 ];
 /// Keys of a sequence door that a door opened by `spa` has no use for.
 const SEQUENCE_ONLY_KEYS: &[&str] = &[
@@ -315,6 +316,7 @@ fn door<'a>(node: &Node<'a>) -> Result<ParsedDoor<'a>> {
             in_range(n, EXPECT_MAX_GRANTS_PER_SECOND, MAX_MAX_GRANTS_PER_SECOND)
         })?
         .unwrap_or(DEFAULT_MAX_GRANTS_PER_SECOND),
+        from: optional(&t, "from", from)?.unwrap_or_default(),
         sequence,
         spa,
         origin,
@@ -426,6 +428,43 @@ fn target(node: &Node) -> Result<Target> {
         };
         node.invalid_found(EXPECT_TARGET, format!("{} ({hint})", describe(node.value)))
     })
+}
+
+const EXPECT_FROM: &str =
+    "a non-empty array of source networks such as [\"203.0.113.0/24\", \"2001:db8::/32\"]";
+const EXPECT_NETWORK: &str = "a network ADDR/PREFIX such as \"203.0.113.0/24\", or one address";
+const MAX_FROM: usize = 64;
+
+fn from(node: &Node) -> Result<Vec<ipnet::IpNet>> {
+    let items = non_empty_array(node, EXPECT_FROM)?;
+    if items.len() > MAX_FROM {
+        return Err(node.invalid_found(
+            &format!("at most {MAX_FROM} networks"),
+            format!("{} networks", items.len()),
+        ));
+    }
+    items
+        .iter()
+        .map(|item| {
+            let text = item.str(EXPECT_NETWORK)?.trim();
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            // 203.0.113.7/24 is almost always a typo for the network or the address.
+            match net {
+                Ok(net) if net.trunc() == net => Ok(net),
+                Ok(net) => Err(item.invalid_found(
+                    EXPECT_NETWORK,
+                    format!(
+                        "{} (host bits set; the network is {})",
+                        describe(item.value),
+                        net.trunc()
+                    ),
+                )),
+                Err(_) => Err(item.invalid(EXPECT_NETWORK)),
+            }
+        })
+        .collect()
 }
 
 fn seq_timeout(node: &Node) -> Result<Duration> {

@@ -229,12 +229,21 @@ pub struct Door {
     pub max_grants_per_second: u32,
     /// Opened by one signed datagram instead of a sequence (then `sequence` is empty).
     pub spa: Option<Spa>,
+    /// `from`: the only source networks that may use the door; empty: any source.
+    pub from: Vec<ipnet::IpNet>,
     /// Where `sequence` comes from: the config, or (then it is filled in at run time, see
     /// `crate::once`) a TOTP secret or a one-time sequence file.
     pub origin: SequenceOrigin,
     /// In the engine's doors only: the use of a TOTP step or one-time line that this door's
     /// grant consumes.
     pub once: Option<OnceUse>,
+}
+
+impl Door {
+    /// Whether `source` may use the door (its `from`, if it has one).
+    pub fn admits(&self, source: IpAddr) -> bool {
+        self.from.is_empty() || self.from.iter().any(|net| net.contains(&source))
+    }
 }
 
 /// Where a door's knock sequence comes from.

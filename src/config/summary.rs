@@ -52,6 +52,10 @@ impl Door {
         if self.scan_policy == ScanPolicy::ResetOnOtherPorts {
             line.push_str(", strict");
         }
+        if !self.from.is_empty() {
+            let from: Vec<String> = self.from.iter().map(ToString::to_string).collect();
+            line.push_str(&format!(", from {}", from.join(" ")));
+        }
         let targets: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
         line.push_str(&format!(
             " -> {} {}",

@@ -276,7 +276,13 @@ fn example_file_shows_every_key() {
     let text = fs::read_to_string(path).expect("example file");
     let keys = build::DAEMON_KEYS.iter().chain(build::DOOR_KEYS);
     // An SPA door needs a key file, so the example shows it commented out.
-    let commented = ["spa", "spa_allow_address", "totp", "one_time_sequences"];
+    let commented = [
+        "spa",
+        "spa_allow_address",
+        "totp",
+        "one_time_sequences",
+        "from",
+    ];
     for key in keys {
         let shown = match commented.contains(key) {
             true => format!("\n#{key} = "),
@@ -375,7 +381,7 @@ fn unknown_key_in_door() {
         message,
         "test.toml: door[0].opne: unknown key; expected one of name, sequence, seq_timeout, \
          tcp_flags, strict, open, open_for, action, max_grants_per_second, spa, \
-         spa_allow_address, totp, one_time_sequences"
+         spa_allow_address, totp, one_time_sequences, from"
     );
 }
 
@@ -1085,4 +1091,38 @@ fn totp_windows_count_against_the_knock_port_budget() {
         .collect::<Vec<_>>()
         .join("[[door]]");
     read(&eleven).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn from_takes_networks_and_addresses_and_names_a_typo() {
+    let config = read(
+        "[[door]]\nname = \"ssh\"\nsequence = [7000]\nopen = [\"22\"]\n\
+         from = [\"203.0.113.0/24\", \"2001:db8::7\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let door = &config.doors[0];
+    assert!(door.admits("203.0.113.99".parse().unwrap()));
+    assert!(door.admits("2001:db8::7".parse().unwrap()));
+    assert!(!door.admits("198.51.100.1".parse().unwrap()));
+    assert!(!door.admits("2001:db8::8".parse().unwrap()));
+    assert!(
+        door.summary()
+            .contains(", from 203.0.113.0/24 2001:db8::7/128")
+    );
+    assert_message(
+        &rejected_door(
+            "name = \"x\"\nsequence = [7000]\nopen = [\"22\"]\nfrom = [\"203.0.113.7/24\"]",
+        ),
+        &[
+            "door[2] (\"x\").from[0]",
+            "host bits set; the network is 203.0.113.0/24",
+        ],
+    );
+    assert_message(
+        &rejected_door("name = \"x\"\nsequence = [7000]\nopen = [\"22\"]\nfrom = []"),
+        &[
+            "door[2] (\"x\").from",
+            "a non-empty array of source networks",
+        ],
+    );
 }

@@ -105,6 +105,7 @@ mod tests {
             max_grants_per_second: 10,
             origin: Default::default(),
             once: None,
+            from: Vec::new(),
             spa: None,
         };
         let spec = GrantSpec::of(&door);

@@ -283,7 +283,7 @@ impl Engine {
         self.scratch.clear();
         for &door in self.plan.starters(packet.port) {
             let rules = self.plan.door(door);
-            if !step::accepts_flags(rules, packet) {
+            if !step::accepts_flags(rules, packet) || !rules.admits(source) {
                 continue;
             }
             if rules.sequence.len() == 1 {

@@ -37,6 +37,7 @@ pub(super) fn door_with(name: &str, sequence: Vec<KnockPort>) -> Door {
         max_grants_per_second: 1000,
         origin: Default::default(),
         once: None,
+        from: Vec::new(),
         spa: None,
     }
 }
@@ -627,4 +628,20 @@ fn completions_beyond_the_grant_rate_are_refused_but_still_complete() {
     );
     // Half a second refills one grant at 2 per second.
     assert_eq!(complete(500, C), (1, vec![]));
+}
+
+#[test]
+fn a_door_with_from_starts_only_for_its_sources() {
+    let mut only_b = door("ssh", &[7000, 8000]);
+    only_b.from = vec!["192.0.2.2/32".parse().unwrap()];
+    let mut h = Harness::new(vec![only_b]);
+    assert_eq!(h.events(0, syn(A, 7000)), []);
+    assert_eq!(h.at(10, syn(A, 8000)).grants, []);
+    assert_eq!(
+        h.engine.tracked_sources(),
+        0,
+        "nothing kept for an outsider"
+    );
+    assert_eq!(h.events(20, syn(B, 7000)), [(0, Advance)]);
+    assert_eq!(h.at(30, syn(B, 8000)).grants, [grant(0, B, Action::Open)]);
 }

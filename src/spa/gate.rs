@@ -32,6 +32,8 @@ pub enum Rejection {
     Future,
     /// A requested port is not one of the door's targets.
     PortNotAllowed,
+    /// The sender is not in the door's `from`.
+    SourceNotAllowed,
     /// It names an address to grant, and the door does not allow that (or the address is
     /// loopback, multicast or unspecified).
     AddressNotAllowed,
@@ -46,13 +48,14 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 11] = [
+    pub const ALL: [Rejection; 12] = [
         Rejection::Malformed,
         Rejection::UnknownDoor,
         Rejection::BadMac,
         Rejection::Stale,
         Rejection::Future,
         Rejection::PortNotAllowed,
+        Rejection::SourceNotAllowed,
         Rejection::AddressNotAllowed,
         Rejection::Replayed,
         Rejection::CacheFull,
@@ -69,6 +72,7 @@ impl Rejection {
             Rejection::Stale => "stale",
             Rejection::Future => "future",
             Rejection::PortNotAllowed => "port_not_allowed",
+            Rejection::SourceNotAllowed => "source_not_allowed",
             Rejection::AddressNotAllowed => "address_not_allowed",
             Rejection::Replayed => "replayed",
             Rejection::CacheFull => "cache_full",
@@ -98,6 +102,7 @@ struct SpaDoor {
     key: Key,
     max_age: Duration,
     grant_address: GrantAddress,
+    from: Vec<ipnet::IpNet>,
     spec: Arc<GrantSpec>,
     bucket: GrantBucket,
     /// Expiries of the nonces this door took, soonest first: at most `share` live at once, so
@@ -154,6 +159,7 @@ impl Gate {
                     key: spa.key.clone(),
                     max_age: spa.max_age,
                     grant_address: spa.grant_address,
+                    from: door.from.clone(),
                     spec: Arc::new(GrantSpec::of(door)),
                     bucket: GrantBucket::new(door.max_grants_per_second),
                     taken: BinaryHeap::new(),
@@ -211,6 +217,9 @@ impl Gate {
         }
         if let Err(reason) = check_age(&message, door.max_age, unix_now) {
             return rejected(id, reason);
+        }
+        if !door.from.is_empty() && !door.from.iter().any(|net| net.contains(&source)) {
+            return rejected(id, Rejection::SourceNotAllowed);
         }
         let grantee = match grantee(&message, door.grant_address, source) {
             Ok(grantee) => grantee,

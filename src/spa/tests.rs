@@ -110,6 +110,7 @@ fn spa_door(grant_address: GrantAddress) -> Door {
         max_grants_per_second: 2,
         origin: Default::default(),
         once: None,
+        from: Vec::new(),
         spa: Some(Spa {
             port: 62201,
             key_file: "/etc/knock-nfq/ssh.key".into(),
@@ -329,6 +330,25 @@ fn one_door_filling_its_share_of_the_cache_leaves_another_door_open() {
     );
     assert!(matches!(
         gate.on_datagram(clock, SENDER, 62202, &fresh("web", 1000)),
+        SpaOutcome::Granted(_)
+    ));
+}
+
+#[test]
+fn a_door_with_from_rejects_other_senders_after_the_mac() {
+    let start = Instant::now();
+    let mut door = spa_door(GrantAddress::Sender);
+    door.from = vec!["198.51.100.0/24".parse().unwrap()];
+    let mut gate = Gate::new(&[door], ReplayCache::new(1), start);
+    let clock = (start, Duration::from_secs(NOW));
+    let datagram = signed(&with_nonce(5));
+    assert_eq!(
+        gate.on_datagram(clock, SENDER, 62201, &datagram),
+        rejected(Rejection::SourceNotAllowed)
+    );
+    let inside: IpAddr = "198.51.100.9".parse().unwrap();
+    assert!(matches!(
+        gate.on_datagram(clock, inside, 62201, &datagram),
         SpaOutcome::Granted(_)
     ));
 }

@@ -11,6 +11,7 @@ mod limits;
 mod metrics_endpoint;
 mod once;
 mod ops;
+mod rules;
 mod scan;
 mod spa;
 

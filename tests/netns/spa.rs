@@ -18,6 +18,7 @@ const REASONS: &[&str] = &[
     "stale",
     "future",
     "port_not_allowed",
+    "source_not_allowed",
     "address_not_allowed",
     "replayed",
     "cache_full",
