@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::model::{Action, Door, KnockPort, ScanPolicy};
+use super::model::{Action, Door, KnockPort, ScanPolicy, SequenceOrigin};
 
 /// How a scan in port order completes a door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,10 @@ pub enum ScanRisk {
     /// A strict door whose knocks are neighbouring ports of one protocol: the scan sends
     /// nothing in between that could reset it.
     Neighbouring(Order),
+    /// A TOTP door that is not strict: now and then a step's ports happen to rise or fall.
+    RotatingNotStrict,
+    /// A one-time line (its number) has one of the other risks.
+    OneTimeLine(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,16 +37,27 @@ impl Door {
         if self.action == Action::Close || self.spa.is_some() {
             return None;
         }
-        if self.sequence.len() == 1 {
-            return Some(ScanRisk::SingleKnock);
+        match &self.origin {
+            SequenceOrigin::Fixed => sequence_risk(&self.sequence, self.scan_policy),
+            SequenceOrigin::Totp(_) => (self.scan_policy == ScanPolicy::IgnoreOtherPorts)
+                .then_some(ScanRisk::RotatingNotStrict),
+            SequenceOrigin::OneTime(one) => one
+                .lines
+                .iter()
+                .find(|line| sequence_risk(&line.sequence, self.scan_policy).is_some())
+                .map(|line| ScanRisk::OneTimeLine(line.number)),
         }
-        match self.scan_policy {
-            ScanPolicy::IgnoreOtherPorts => {
-                order(&self.sequence, Steps::Any).map(ScanRisk::Monotonic)
-            }
-            ScanPolicy::ResetOnOtherPorts => {
-                order(&self.sequence, Steps::Neighbours).map(ScanRisk::Neighbouring)
-            }
+    }
+}
+
+fn sequence_risk(sequence: &[KnockPort], policy: ScanPolicy) -> Option<ScanRisk> {
+    if sequence.len() == 1 {
+        return Some(ScanRisk::SingleKnock);
+    }
+    match policy {
+        ScanPolicy::IgnoreOtherPorts => order(sequence, Steps::Any).map(ScanRisk::Monotonic),
+        ScanPolicy::ResetOnOtherPorts => {
+            order(sequence, Steps::Neighbours).map(ScanRisk::Neighbouring)
         }
     }
 }
@@ -103,6 +118,17 @@ impl fmt::Display for ScanRisk {
                 f,
                 "each knock is the port next to the one before, so a port scan in {order} \
                  order opens it even though it is strict; leave gaps between the ports"
+            ),
+            ScanRisk::RotatingNotStrict => write!(
+                f,
+                "it is not strict, and now and then a step's ports happen to rise or fall, so a \
+                 port scan of its range in that order opens it; set strict = true"
+            ),
+            ScanRisk::OneTimeLine(number) => write!(
+                f,
+                "line {number} of its sequence file is in port order (or a single knock), so a \
+                 port scan can open it; use lines of three knocks or more in a mixed order, \
+                 and strict = true"
             ),
         }
     }

@@ -1126,3 +1126,21 @@ fn from_takes_networks_and_addresses_and_names_a_typo() {
         ],
     );
 }
+
+#[test]
+fn a_totp_door_is_a_scan_risk_unless_strict_and_a_one_time_line_in_order_is_named() {
+    let totp = "totp = { secret_file = \"{}\", ports = \"20000-29999\" }";
+    let (_dir, toml) = once_config(KEY, totp);
+    let door = &read(&toml).unwrap().doors[0];
+    assert_eq!(door.scan_risk(), Some(ScanRisk::RotatingNotStrict));
+    let (_dir, strict) = once_config(KEY, &format!("{totp}\nstrict = true"));
+    assert_eq!(read(&strict).unwrap().doors[0].scan_risk(), None);
+    let (_dir, lines) = once_config(
+        "7000,9000,8000\n7001,7002,7003\n",
+        "one_time_sequences = \"{}\"",
+    );
+    assert_eq!(
+        read(&lines).unwrap().doors[0].scan_risk(),
+        Some(ScanRisk::OneTimeLine(2))
+    );
+}
