@@ -64,6 +64,8 @@ struct Daemon {
     config: Config,
     /// `config`'s doors as the engine runs them now (TOTP and one-time doors expanded).
     engine_doors: Vec<Door>,
+    /// Whether the last rotation could not update the kernel's sets (logged once).
+    rotation_failing: bool,
     nft: Nft,
     /// The kernel's handle of the table whose sets were last filled; `None` while it is missing.
     table_handle: Option<u64>,
@@ -125,6 +127,7 @@ impl Daemon {
         Ok(Daemon {
             table_handle,
             engine_doors,
+            rotation_failing: false,
             config,
             nft,
             state,

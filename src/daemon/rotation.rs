@@ -53,9 +53,13 @@ impl Daemon {
         let config = with_doors(&self.config, &doors);
         if let Err(err) = self.nft.fill_static_sets(&config) {
             self.state.metrics.nft_errors.inc();
-            error!(error = %err, "updating the knock ports of TOTP or one-time doors failed; retrying");
+            // Retried every tick: logged once until it works again.
+            if !std::mem::replace(&mut self.rotation_failing, true) {
+                error!(error = %err, "updating the knock ports of TOTP or one-time doors failed; retrying");
+            }
             return;
         }
+        self.rotation_failing = false;
         self.state.rotate(&doors, self.config.daemon.max_sources);
         report_lines_left(&self.state.metrics, &self.state.once(), &self.config.doors);
         debug!(doors = doors.len(), "once-only sequences moved on");

@@ -59,8 +59,6 @@ pub struct OnceState {
     /// One-time lines used since start, by file, line number and sequence (a list the
     /// operator replaced has new lines at those numbers); their files hold them durably.
     used_lines: HashSet<UsedLine>,
-    /// Changes whenever a use changes what [`OnceState::expand`] offers.
-    generation: u64,
 }
 
 impl OnceState {
@@ -72,7 +70,6 @@ impl OnceState {
             used_until: read_steps(&steps_file)?,
             steps_file,
             used_lines: HashSet::new(),
-            generation: 0,
         };
         state.check_writable(config)?;
         Ok(state)
@@ -92,10 +89,6 @@ impl OnceState {
             self.save()?;
         }
         Ok(())
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation
     }
 
     /// The engine's doors for `doors` at `unix_now`: every door is there at least once (with
@@ -178,7 +171,6 @@ impl OnceState {
                 }
                 let end = step.saturating_add(1).saturating_mul(t.step.as_secs());
                 self.used_until.insert(fingerprint(t), end);
-                self.generation += 1;
                 self.save()
                     .map_err(|err| Refusal::NotRecorded(err.to_string()))
             }
@@ -189,7 +181,6 @@ impl OnceState {
                 if !self.used_lines.insert(used_line(one, line)) {
                     return Err(Refusal::Used);
                 }
-                self.generation += 1;
                 one_time::mark_used(&one.file, number, &line.sequence)
                     .map_err(|err| Refusal::NotRecorded(err.to_string()))
             }
