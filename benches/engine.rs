@@ -76,6 +76,7 @@ fn door(name: &str, ports: &[u16], action: Action) -> Door {
         origin: Default::default(),
         once: None,
         from: Vec::new(),
+        interfaces: Vec::new(),
         spa: None,
     }
 }

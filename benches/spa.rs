@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, Throughput};
 use knock_nfq::config::model::{Action, Door, GrantAddress, Proto, Spa, Target};
+use knock_nfq::engine::Arrival;
 use knock_nfq::spa::{Gate, Key, Message, ReplayCache, RequestedPort, SpaOutcome, decode, encode};
 
 const PORT: u16 = 62201;
@@ -30,6 +31,7 @@ fn door() -> Door {
         origin: Default::default(),
         once: None,
         from: Vec::new(),
+        interfaces: Vec::new(),
         spa: Some(Spa {
             port: PORT,
             key_file: "/etc/knock-nfq/ssh.key".into(),
@@ -86,15 +88,15 @@ fn main() {
     let mut gate = Gate::new(&doors, ReplayCache::new(1 << 22), start);
     for (name, bytes) in [("gate: garbage", &garbage), ("gate: forged MAC", &forged)] {
         group.bench_function(name, |b| {
-            b.iter(|| gate.on_datagram(now, SENDER, PORT, black_box(bytes)));
+            b.iter(|| gate.on_datagram(now, (SENDER, Arrival::Unknown), PORT, black_box(bytes)));
         });
     }
     assert!(matches!(
-        gate.on_datagram(now, SENDER, PORT, &valid),
+        gate.on_datagram(now, (SENDER, Arrival::Unknown), PORT, &valid),
         SpaOutcome::Granted(_)
     ));
     group.bench_function("gate: replayed", |b| {
-        b.iter(|| gate.on_datagram(now, SENDER, PORT, black_box(&valid)));
+        b.iter(|| gate.on_datagram(now, (SENDER, Arrival::Unknown), PORT, black_box(&valid)));
     });
     // Fresh nonces, encoded outside the timed loop; the cache is large enough for all of them.
     let mut next = 1_000u128;
@@ -105,7 +107,7 @@ fn main() {
                 datagram(next, &key, stamp)
             },
             |bytes| {
-                let outcome = gate.on_datagram(now, SENDER, PORT, &bytes);
+                let outcome = gate.on_datagram(now, (SENDER, Arrival::Unknown), PORT, &bytes);
                 assert!(matches!(outcome, SpaOutcome::Granted(_)), "{outcome:?}");
             },
             criterion::BatchSize::SmallInput,

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use knock_nfq::config::Config;
+use knock_nfq::engine::Arrival;
 use knock_nfq::engine::Engine;
 use knock_nfq::spa::{self, Gate, Key, Message, ReplayCache, SpaOutcome};
 
@@ -57,7 +58,7 @@ pub fn spa_decode(data: &[u8]) {
     for _ in 0..2 {
         let outcome = gate.on_datagram(
             (start, Duration::from_secs(1_767_225_600)),
-            source,
+            (source, Arrival::On("wan0")),
             62201,
             data,
         );

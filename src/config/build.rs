@@ -42,6 +42,7 @@ pub const DOOR_KEYS: &[&str] = &[
     "totp",
     "one_time_sequences",
     "from",
+    "interfaces",
 ];
 /// Keys of a sequence door that a door opened by `spa` has no use for.
 const SEQUENCE_ONLY_KEYS: &[&str] = &[
@@ -191,6 +192,18 @@ fn interfaces(node: &Node) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// A door's `interfaces`: as the daemon's, but at least one.
+fn door_interfaces(node: &Node) -> Result<Vec<String>> {
+    let names = interfaces(node)?;
+    if names.is_empty() {
+        return Err(node.invalid(
+            "a non-empty array of interfaces such as [\"wan0\", \"ppp*\"] (leave the key out \
+             for every guarded interface)",
+        ));
+    }
+    Ok(names)
+}
+
 fn table(node: &Node) -> Result<String> {
     checked_str(node, EXPECT_TABLE, parse::table_name).map(str::to_owned)
 }
@@ -317,6 +330,7 @@ fn door<'a>(node: &Node<'a>) -> Result<ParsedDoor<'a>> {
         })?
         .unwrap_or(DEFAULT_MAX_GRANTS_PER_SECOND),
         from: optional(&t, "from", from)?.unwrap_or_default(),
+        interfaces: optional(&t, "interfaces", door_interfaces)?.unwrap_or_default(),
         sequence,
         spa,
         origin,

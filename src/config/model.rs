@@ -231,6 +231,9 @@ pub struct Door {
     pub spa: Option<Spa>,
     /// `from`: the only source networks that may use the door; empty: any source.
     pub from: Vec<ipnet::IpNet>,
+    /// `interfaces`: the only interfaces (`ppp*` wildcards) its knocks count on; empty: every
+    /// guarded one.
+    pub interfaces: Vec<String>,
     /// Where `sequence` comes from: the config, or (then it is filled in at run time, see
     /// `crate::once`) a TOTP secret or a one-time sequence file.
     pub origin: SequenceOrigin,
@@ -243,6 +246,22 @@ impl Door {
     /// Whether `source` may use the door (its `from`, if it has one).
     pub fn admits(&self, source: IpAddr) -> bool {
         self.from.is_empty() || self.from.iter().any(|net| net.contains(&source))
+    }
+
+    /// Whether a knock that arrived so counts (its `interfaces`, if it has them).
+    pub fn arrives_on(&self, arrival: crate::engine::Arrival) -> bool {
+        if self.interfaces.is_empty() {
+            return true;
+        }
+        let crate::engine::Arrival::On(name) = arrival else {
+            return false;
+        };
+        self.interfaces
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == pattern,
+            })
     }
 }
 

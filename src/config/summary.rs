@@ -52,6 +52,9 @@ impl Door {
         if self.scan_policy == ScanPolicy::ResetOnOtherPorts {
             line.push_str(", strict");
         }
+        if !self.interfaces.is_empty() {
+            line.push_str(&format!(", on {}", self.interfaces.join(" ")));
+        }
         if !self.from.is_empty() {
             let from: Vec<String> = self.from.iter().map(ToString::to_string).collect();
             line.push_str(&format!(", from {}", from.join(" ")));

@@ -381,7 +381,7 @@ fn unknown_key_in_door() {
         message,
         "test.toml: door[0].opne: unknown key; expected one of name, sequence, seq_timeout, \
          tcp_flags, strict, open, open_for, action, max_grants_per_second, spa, \
-         spa_allow_address, totp, one_time_sequences, from"
+         spa_allow_address, totp, one_time_sequences, from, interfaces"
     );
 }
 
@@ -1142,5 +1142,31 @@ fn a_totp_door_is_a_scan_risk_unless_strict_and_a_one_time_line_in_order_is_name
     assert_eq!(
         read(&lines).unwrap().doors[0].scan_risk(),
         Some(ScanRisk::OneTimeLine(2))
+    );
+}
+
+#[test]
+fn door_interfaces_take_names_and_wildcards_and_match_by_name() {
+    use crate::engine::Arrival;
+    let config = read(
+        "[[door]]\nname = \"ssh\"\nsequence = [7000]\nopen = [\"22\"]\n\
+         interfaces = [\"wan0\", \"ppp*\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let door = &config.doors[0];
+    assert!(door.arrives_on(Arrival::On("wan0")));
+    assert!(door.arrives_on(Arrival::On("ppp3")));
+    assert!(!door.arrives_on(Arrival::On("wan1")));
+    assert!(
+        !door.arrives_on(Arrival::Unknown),
+        "an unknown interface never matches"
+    );
+    assert!(door.summary().contains(", on wan0 ppp*"));
+    assert_message(
+        &rejected_door("name = \"x\"\nsequence = [7000]\nopen = [\"22\"]\ninterfaces = []"),
+        &[
+            "door[2] (\"x\").interfaces",
+            "a non-empty array of interfaces",
+        ],
     );
 }

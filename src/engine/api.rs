@@ -17,6 +17,14 @@ pub struct Knock {
     pub tcp_flags: u8,
 }
 
+/// The interface a packet arrived on, if the caller knows it: doors with `interfaces` count
+/// only knocks whose interface they name (an unknown one never matches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival<'a> {
+    Unknown,
+    On(&'a str),
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Verdict {
     Accept,

@@ -106,6 +106,7 @@ mod tests {
             origin: Default::default(),
             once: None,
             from: Vec::new(),
+            interfaces: Vec::new(),
             spa: None,
         };
         let spec = GrantSpec::of(&door);

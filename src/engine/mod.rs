@@ -54,7 +54,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::model::{Door, KnockPort};
 use api::Output;
-pub use api::{DoorEvent, DoorId, Eviction, Grant, Knock, KnockResult, Outcome, Refusal, Verdict};
+pub use api::{
+    Arrival, DoorEvent, DoorId, Eviction, Grant, Knock, KnockResult, Outcome, Refusal, Verdict,
+};
 pub use grant::GrantSpec;
 use index::SourceHash;
 use plan::{DoorPlan, OtherPorts, PortKind};
@@ -172,6 +174,11 @@ impl Engine {
     /// Processes one queued packet. `now` comes from the caller (a monotonic clock; packets
     /// should arrive in time order). The outcome borrows buffers reused by the next call.
     pub fn on_packet(&mut self, now: Instant, knock: &Knock) -> Outcome<'_> {
+        self.on_packet_via(now, knock, Arrival::Unknown)
+    }
+
+    /// [`Engine::on_packet`] for a packet that arrived on a known interface.
+    pub fn on_packet_via(&mut self, now: Instant, knock: &Knock, arrival: Arrival) -> Outcome<'_> {
         self.output.clear();
         let now_ms = self.clock.millis(now);
         self.now_ms = now_ms;
@@ -189,7 +196,7 @@ impl Engine {
         };
         let eviction = match (kind, self.plan.other_ports()) {
             (PortKind::Other, OtherPorts::Ignored) => Eviction::None,
-            _ => self.track(knock.source, &packet),
+            _ => self.track(knock.source, &packet, arrival),
         };
         // Knocks are dropped. Only a strict door makes the ruleset queue other connections;
         // anything else that reaches the engine was queued for another reason (a connection the
@@ -201,7 +208,7 @@ impl Engine {
         self.output.outcome(verdict, eviction, self.plan.grants())
     }
 
-    fn track(&mut self, source: IpAddr, packet: &Packet) -> Eviction {
+    fn track(&mut self, source: IpAddr, packet: &Packet, arrival: Arrival) -> Eviction {
         let key = source_key(source);
         let hash = self.table.hash(key);
         let fate = match self.table.find(key, hash) {
@@ -210,7 +217,7 @@ impl Engine {
         };
         match fate {
             PacketFate::Absorbed => Eviction::None,
-            PacketFate::Unused => self.start_attempt((key, hash), source, packet),
+            PacketFate::Unused => self.start_attempt((key, hash), source, packet, arrival),
         }
     }
 
@@ -279,11 +286,15 @@ impl Engine {
         (key, hash): (SourceKey, SourceHash),
         source: IpAddr,
         packet: &Packet,
+        arrival: Arrival,
     ) -> Eviction {
         self.scratch.clear();
         for &door in self.plan.starters(packet.port) {
             let rules = self.plan.door(door);
-            if !step::accepts_flags(rules, packet) || !rules.admits(source) {
+            if !step::accepts_flags(rules, packet)
+                || !rules.admits(source)
+                || !rules.arrives_on(arrival)
+            {
                 continue;
             }
             if rules.sequence.len() == 1 {

@@ -38,6 +38,7 @@ pub(super) fn door_with(name: &str, sequence: Vec<KnockPort>) -> Door {
         origin: Default::default(),
         once: None,
         from: Vec::new(),
+        interfaces: Vec::new(),
         spa: None,
     }
 }
@@ -644,4 +645,25 @@ fn a_door_with_from_starts_only_for_its_sources() {
     );
     assert_eq!(h.events(20, syn(B, 7000)), [(0, Advance)]);
     assert_eq!(h.at(30, syn(B, 8000)).grants, [grant(0, B, Action::Open)]);
+}
+
+#[test]
+fn a_door_with_interfaces_counts_only_knocks_arriving_there() {
+    use super::Arrival;
+    let mut wan_only = door("ssh", &[7000, 8000]);
+    wan_only.interfaces = vec!["wan0".into()];
+    let mut engine = Engine::new(vec![wan_only], 16);
+    let start = Instant::now();
+    let lan = Arrival::On("lan0");
+    engine.on_packet_via(start, &syn(A, 7000), lan);
+    assert!(
+        engine
+            .on_packet_via(start, &syn(A, 8000), lan)
+            .grants
+            .is_empty()
+    );
+    let wan = Arrival::On("wan0");
+    engine.on_packet_via(start, &syn(B, 7000), wan);
+    let outcome = engine.on_packet_via(start, &syn(B, 8000), wan);
+    assert_eq!(outcome.grants.len(), 1);
 }

@@ -10,6 +10,7 @@
 //! that), which is judged as usual; and a new instance has no fail-open, so a full queue drops.
 
 mod held;
+mod ifname;
 pub(crate) mod limit;
 mod protected;
 pub mod state;

@@ -12,11 +12,12 @@ use tracing::{debug, error, info, warn};
 
 use super::FALLBACK_MARK;
 use super::held::{self, Held, HeldConnection, Recheck};
+use super::ifname::{IfName, IfNames};
 use super::limit::{Backoff, ErrorStreak, Gate, RateLimit};
 use super::protected::Hook;
 use super::state::{Shard, State, gauge_delta};
 use crate::config::{Action, Proto};
-use crate::engine::{DoorEvent, Eviction, Grant, GrantSpec, KnockResult, Verdict};
+use crate::engine::{Arrival, DoorEvent, Eviction, Grant, GrantSpec, KnockResult, Verdict};
 use crate::metrics::DoorMetrics;
 use crate::nft::{Attempt, Nft, NftError};
 use crate::packet::{self, Packet};
@@ -59,6 +60,7 @@ pub struct Worker {
     held: Held<nfq::Message>,
     /// Whether a grant was committed since the held connections were last looked up.
     recheck: Recheck,
+    ifnames: IfNames,
 }
 
 impl std::fmt::Debug for Worker {
@@ -98,6 +100,7 @@ impl Worker {
             pending: Vec::new(),
             held: Held::default(),
             recheck: Recheck::Expired,
+            ifnames: IfNames::new(Instant::now()),
         }
     }
 
@@ -194,9 +197,11 @@ impl Worker {
     fn answer(&mut self, message: nfq::Message) {
         let received = Instant::now();
         let (payload, hook) = (message.get_payload(), Hook::from_number(message.get_hook()));
+        let interface = self.ifnames.name(message.get_indev(), received);
         // A bug must not cost the packet its verdict (it would stay queued) nor the worker.
-        let decided =
-            panic::catch_unwind(AssertUnwindSafe(|| self.decide(received, payload, hook)));
+        let decided = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.decide(received, (payload, hook, interface))
+        }));
         let decision = decided.unwrap_or_else(|_| {
             self.state.metrics.queue_errors.inc();
             error!(
@@ -274,7 +279,11 @@ impl Worker {
         self.send(connection.message, verdict, connection.received);
     }
 
-    fn decide(&mut self, now: Instant, payload: &[u8], hook: Hook) -> Decision {
+    fn decide(
+        &mut self,
+        now: Instant,
+        (payload, hook, interface): (&[u8], Hook, Option<IfName>),
+    ) -> Decision {
         let packet = match packet::parse(payload) {
             Ok(packet) => packet,
             Err(err) => {
@@ -283,7 +292,10 @@ impl Worker {
                 return Decision::Now(Verdict::Drop);
             }
         };
-        let verdict = match self.step(now, hook, &packet, payload) {
+        let arrival = interface
+            .as_ref()
+            .map_or(Arrival::Unknown, |name| Arrival::On(name.as_str()));
+        let verdict = match self.step(now, (hook, arrival), &packet, payload) {
             Decision::Now(verdict) => verdict,
             Decision::Hold(attempt) if self.is_granted(attempt) => {
                 self.state.metrics.held_admitted.inc();
@@ -310,7 +322,13 @@ impl Worker {
     /// Steps the source's engine under its shard lock and takes the grants out, so the netlink
     /// commit that follows does not hold up other sources of the shard. A connection to a
     /// protected service is held for the kernel's grant set to decide instead.
-    fn step(&mut self, now: Instant, hook: Hook, packet: &Packet, bytes: &[u8]) -> Decision {
+    fn step(
+        &mut self,
+        now: Instant,
+        (hook, arrival): (Hook, Arrival),
+        packet: &Packet,
+        bytes: &[u8],
+    ) -> Decision {
         let knock = &packet.knock;
         let mut guard = self.state.shard(knock.source);
         let Shard {
@@ -324,10 +342,10 @@ impl Worker {
         }
         if knock.proto == Proto::Udp && spa_ports.binary_search(&knock.port).is_ok() {
             drop(guard);
-            return Decision::Now(self.authorize(now, packet, bytes));
+            return Decision::Now(self.authorize(now, (packet, arrival), bytes));
         }
         let before = engine.tracked_sources();
-        let outcome = engine.on_packet(now, knock);
+        let outcome = engine.on_packet_via(now, knock, arrival);
         let (verdict, eviction) = (outcome.verdict, outcome.eviction);
         for event in outcome.events {
             door_metrics[event.door].knock(event.result);

@@ -12,7 +12,7 @@ use super::replay::{Refused, ReplayCache};
 use super::wire::{self, Key, Parsed};
 use crate::config::model::{Door, GrantAddress};
 use crate::engine::rate::GrantBucket;
-use crate::engine::{DoorId, Grant, GrantSpec};
+use crate::engine::{Arrival, DoorId, Grant, GrantSpec};
 
 /// How far ahead of the daemon's clock a message's timestamp may be.
 pub const FUTURE_SKEW: Duration = Duration::from_secs(5);
@@ -32,7 +32,8 @@ pub enum Rejection {
     Future,
     /// A requested port is not one of the door's targets.
     PortNotAllowed,
-    /// The sender is not in the door's `from`.
+    /// The sender is not in the door's `from`, or it arrived on an interface the door's
+    /// `interfaces` do not name.
     SourceNotAllowed,
     /// It names an address to grant, and the door does not allow that (or the address is
     /// loopback, multicast or unspecified).
@@ -102,7 +103,8 @@ struct SpaDoor {
     key: Key,
     max_age: Duration,
     grant_address: GrantAddress,
-    from: Vec<ipnet::IpNet>,
+    /// The door itself, for its `from` and `interfaces`.
+    rules: Door,
     spec: Arc<GrantSpec>,
     bucket: GrantBucket,
     /// Expiries of the nonces this door took, soonest first: at most `share` live at once, so
@@ -159,7 +161,7 @@ impl Gate {
                     key: spa.key.clone(),
                     max_age: spa.max_age,
                     grant_address: spa.grant_address,
-                    from: door.from.clone(),
+                    rules: door.clone(),
                     spec: Arc::new(GrantSpec::of(door)),
                     bucket: GrantBucket::new(door.max_grants_per_second),
                     taken: BinaryHeap::new(),
@@ -196,7 +198,7 @@ impl Gate {
     pub fn on_datagram(
         &mut self,
         (now, unix_now): (Instant, Duration),
-        source: IpAddr,
+        (source, arrival): (IpAddr, Arrival),
         port: u16,
         payload: &[u8],
     ) -> SpaOutcome {
@@ -218,7 +220,7 @@ impl Gate {
         if let Err(reason) = check_age(&message, door.max_age, unix_now) {
             return rejected(id, reason);
         }
-        if !door.from.is_empty() && !door.from.iter().any(|net| net.contains(&source)) {
+        if !door.rules.admits(source) || !door.rules.arrives_on(arrival) {
             return rejected(id, Rejection::SourceNotAllowed);
         }
         let grantee = match grantee(&message, door.grant_address, source) {

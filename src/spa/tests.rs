@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::wire::{self, Key, Message, RequestedPort, WireError};
 use super::{Gate, Rejection, ReplayCache, SpaOutcome};
 use crate::config::{Action, Door, GrantAddress, Proto, Spa, Target};
+use crate::engine::Arrival;
 
 /// The vectors' key: bytes 0x00..=0x1f.
 fn vector_key() -> Key {
@@ -111,6 +112,7 @@ fn spa_door(grant_address: GrantAddress) -> Door {
         origin: Default::default(),
         once: None,
         from: Vec::new(),
+        interfaces: Vec::new(),
         spa: Some(Spa {
             port: 62201,
             key_file: "/etc/knock-nfq/ssh.key".into(),
@@ -137,7 +139,8 @@ impl Fixture {
 
     fn send(&mut self, datagram: &[u8], unix_now: u64) -> SpaOutcome {
         let clock = (self.start, Duration::from_secs(unix_now));
-        self.gate.on_datagram(clock, SENDER, 62201, datagram)
+        self.gate
+            .on_datagram(clock, (SENDER, Arrival::Unknown), 62201, datagram)
     }
 }
 
@@ -321,15 +324,20 @@ fn one_door_filling_its_share_of_the_cache_leaves_another_door_open() {
     };
     // Door ssh's share is (30 s + 5 s) x 2 x 2 = 140 nonces; then it is full, door web is not.
     for n in 0..140 {
-        let outcome = gate.on_datagram(clock, SENDER, 62201, &fresh("ssh", n));
+        let outcome = gate.on_datagram(clock, (SENDER, Arrival::Unknown), 62201, &fresh("ssh", n));
         assert_ne!(outcome, rejected(Rejection::CacheFull), "nonce {n}");
     }
     assert_eq!(
-        gate.on_datagram(clock, SENDER, 62201, &fresh("ssh", 140)),
+        gate.on_datagram(clock, (SENDER, Arrival::Unknown), 62201, &fresh("ssh", 140)),
         rejected(Rejection::CacheFull)
     );
     assert!(matches!(
-        gate.on_datagram(clock, SENDER, 62202, &fresh("web", 1000)),
+        gate.on_datagram(
+            clock,
+            (SENDER, Arrival::Unknown),
+            62202,
+            &fresh("web", 1000)
+        ),
         SpaOutcome::Granted(_)
     ));
 }
@@ -343,12 +351,12 @@ fn a_door_with_from_rejects_other_senders_after_the_mac() {
     let clock = (start, Duration::from_secs(NOW));
     let datagram = signed(&with_nonce(5));
     assert_eq!(
-        gate.on_datagram(clock, SENDER, 62201, &datagram),
+        gate.on_datagram(clock, (SENDER, Arrival::Unknown), 62201, &datagram),
         rejected(Rejection::SourceNotAllowed)
     );
     let inside: IpAddr = "198.51.100.9".parse().unwrap();
     assert!(matches!(
-        gate.on_datagram(clock, inside, 62201, &datagram),
+        gate.on_datagram(clock, (inside, Arrival::Unknown), 62201, &datagram),
         SpaOutcome::Granted(_)
     ));
 }

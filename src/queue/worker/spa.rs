@@ -6,22 +6,30 @@ use std::time::{Instant, SystemTime};
 use tracing::{debug, error};
 
 use super::Worker;
-use crate::engine::{Grant, KnockResult, Verdict};
+use crate::engine::{Arrival, Grant, KnockResult, Verdict};
 use crate::packet::{self, Packet};
 use crate::queue::limit::Gate;
 use crate::spa::{Rejection, SpaOutcome};
 
 impl Worker {
-    pub(super) fn authorize(&mut self, now: Instant, packet: &Packet, bytes: &[u8]) -> Verdict {
+    pub(super) fn authorize(
+        &mut self,
+        now: Instant,
+        (packet, arrival): (&Packet, Arrival),
+        bytes: &[u8],
+    ) -> Verdict {
         let datagram = packet::udp_payload(bytes).unwrap_or_default();
         let unix_now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         let source = packet.knock.source;
         let mut spa = self.state.spa();
-        let outcome = spa
-            .gate
-            .on_datagram((now, unix_now), source, packet.knock.port, datagram);
+        let outcome = spa.gate.on_datagram(
+            (now, unix_now),
+            (source, arrival),
+            packet.knock.port,
+            datagram,
+        );
         let (door, reason) = match outcome {
             SpaOutcome::Granted(grant) => match spa.save() {
                 Ok(()) => {
