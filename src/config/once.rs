@@ -143,6 +143,13 @@ fn ports(node: &Node) -> Result<(u16, u16)> {
 
 fn one_time(node: &Node) -> Result<OneTime> {
     let file = absolute(node, EXPECT_FILE)?;
+    // Each use replaces the file: through a symlink the target would keep the used line.
+    if std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(node.invalid_found(
+            EXPECT_FILE,
+            format!("{}, a symlink (name the file itself)", describe(node.value)),
+        ));
+    }
     let bytes = secret(node, &file)?;
     // The daemon rewrites the file after each use, so it must be text it can write back.
     let text = String::from_utf8(bytes).map_err(|_| {

@@ -1170,3 +1170,21 @@ fn door_interfaces_take_names_and_wildcards_and_match_by_name() {
         ],
     );
 }
+
+#[test]
+fn a_one_time_file_that_is_a_symlink_is_refused() {
+    let (dir, _) = once_config("7000,8000\n", "");
+    let link = dir.path().join("link.seq");
+    std::os::unix::fs::symlink(dir.path().join("secret"), &link).unwrap();
+    let toml = format!(
+        "[[door]]\nname = \"ssh\"\none_time_sequences = {:?}\nopen = [\"22/tcp\"]\n",
+        link.display().to_string()
+    );
+    assert_message(
+        &rejected(&toml),
+        &[
+            "door[0] (\"ssh\").one_time_sequences",
+            "a symlink (name the file itself)",
+        ],
+    );
+}

@@ -212,7 +212,7 @@ impl Engine {
         let key = source_key(source);
         let hash = self.table.hash(key);
         let fate = match self.table.find(key, hash) {
-            Some(slot) => self.continue_attempt(slot, source, packet),
+            Some(slot) => self.continue_attempt(slot, source, packet, arrival),
             None => PacketFate::Unused,
         };
         match fate {
@@ -221,7 +221,13 @@ impl Engine {
         }
     }
 
-    fn continue_attempt(&mut self, slot: u32, source: IpAddr, packet: &Packet) -> PacketFate {
+    fn continue_attempt(
+        &mut self,
+        slot: u32,
+        source: IpAddr,
+        packet: &Packet,
+        arrival: Arrival,
+    ) -> PacketFate {
         let attempt = *self.table.get(slot);
         let age_ms = packet.now_ms.saturating_sub(attempt.started_ms);
         let repeat = Repeat::of(packet, attempt.started_ms, attempt.last);
@@ -230,7 +236,11 @@ impl Engine {
         let mut kept = 0;
         for i in 0..self.scratch.len() {
             let tracked = self.scratch[i];
-            let step = step::step(&self.plan, tracked, age_ms, packet, repeat);
+            // A knock on an interface the door does not count leaves its attempt as it was.
+            let step = match self.plan.door(tracked.door).arrives_on(arrival) {
+                true => step::step(&self.plan, tracked, age_ms, packet, repeat),
+                false => Step::Ignore,
+            };
             let keep = match step {
                 Step::Ignore | Step::Duplicate => Some(tracked),
                 Step::Advance(next) => Some(next),

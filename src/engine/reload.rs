@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use crate::config::model::{Door, KnockPort};
 
 /// For each old door, the id of the same door in the new list, if it is still there unchanged
-/// in what an attempt's progress depends on: name, sequence, tcp flags and timeout. A TOTP
+/// in what an attempt's progress depends on: name, sequence, tcp flags, timeout, `from` and
+/// `interfaces`. A TOTP
 /// door is several doors of one name, one per step: each is found by its sequence too.
 pub(super) fn door_map(old: &[Door], new: &[Door]) -> Vec<Option<u16>> {
     let mut by_name: HashMap<(&str, &[KnockPort]), usize> = HashMap::with_capacity(new.len());
@@ -22,5 +23,9 @@ pub(super) fn door_map(old: &[Door], new: &[Door]) -> Vec<Option<u16>> {
 }
 
 fn same_progress_rules(a: &Door, b: &Door) -> bool {
-    a.sequence == b.sequence && a.tcp_flags == b.tcp_flags && a.seq_timeout == b.seq_timeout
+    a.sequence == b.sequence
+        && a.tcp_flags == b.tcp_flags
+        && a.seq_timeout == b.seq_timeout
+        && a.from == b.from
+        && a.interfaces == b.interfaces
 }

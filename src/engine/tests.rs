@@ -664,6 +664,13 @@ fn a_door_with_interfaces_counts_only_knocks_arriving_there() {
     );
     let wan = Arrival::On("wan0");
     engine.on_packet_via(start, &syn(B, 7000), wan);
+    // Started on wan0: a later knock arriving on lan0 counts neither way.
+    assert!(
+        engine
+            .on_packet_via(start, &syn(B, 8000), lan)
+            .grants
+            .is_empty()
+    );
     let outcome = engine.on_packet_via(start, &syn(B, 8000), wan);
     assert_eq!(outcome.grants.len(), 1);
 }

@@ -17,7 +17,7 @@ pub struct BadLine {
 }
 
 /// A line's knocks, if it is a sequence of at most `max_len` of them.
-fn sequence(line: &str, max_len: usize) -> Option<Vec<KnockPort>> {
+fn knocks_of(line: &str, max_len: usize) -> Option<Vec<KnockPort>> {
     let knocks: Option<Vec<KnockPort>> = line
         .split([',', ' ', '\t'])
         .filter(|s| !s.is_empty())
@@ -30,7 +30,8 @@ fn sequence(line: &str, max_len: usize) -> Option<Vec<KnockPort>> {
 /// is refused: a sequence someone saw used must never open again.
 pub fn parse(text: &str, max_len: usize) -> Result<Vec<OneTimeLine>, BadLine> {
     let mut lines: Vec<OneTimeLine> = Vec::new();
-    let mut used: Vec<OneTimeLine> = Vec::new();
+    // Used lines: knock-nfq puts `#` in front, knockd writes it over the first character.
+    let mut used: Vec<(usize, &str)> = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
         let trimmed = line.trim();
@@ -38,13 +39,10 @@ pub fn parse(text: &str, max_len: usize) -> Result<Vec<OneTimeLine>, BadLine> {
             continue;
         }
         if let Some(comment) = trimmed.strip_prefix('#') {
-            // A used line (knockd and knock-nfq put `#` in front), or just a comment.
-            if let Some(sequence) = sequence(comment, max_len) {
-                used.push(OneTimeLine { number, sequence });
-            }
+            used.push((number, comment.trim()));
             continue;
         }
-        let Some(sequence) = sequence(trimmed, max_len) else {
+        let Some(sequence) = knocks_of(trimmed, max_len) else {
             return Err(BadLine {
                 number,
                 problem: format!(
@@ -52,10 +50,19 @@ pub fn parse(text: &str, max_len: usize) -> Result<Vec<OneTimeLine>, BadLine> {
                 ),
             });
         };
-        if let Some(earlier) = lines.iter().chain(&used).find(|l| l.sequence == sequence) {
+        let repeats_used = used.iter().find(|(_, comment)| {
+            knocks_of(comment, max_len).as_ref() == Some(&sequence)
+                || trimmed.get(1..).is_some_and(|rest| rest == *comment)
+        });
+        let earlier = lines
+            .iter()
+            .find(|l| l.sequence == sequence)
+            .map(|l| l.number)
+            .or(repeats_used.map(|(n, _)| *n));
+        if let Some(earlier) = earlier {
             return Err(BadLine {
                 number,
-                problem: format!("the same sequence as line {}", earlier.number),
+                problem: format!("the same sequence as line {earlier}"),
             });
         }
         lines.push(OneTimeLine { number, sequence });
@@ -95,7 +102,7 @@ pub fn mark_used(path: &Path, number: usize, used: &[KnockPort]) -> Result<(), C
         let trimmed = line.trim();
         if !found
             && !trimmed.starts_with('#')
-            && sequence(trimmed, max_len).as_deref() == Some(used)
+            && knocks_of(trimmed, max_len).as_deref() == Some(used)
         {
             out.push('#');
             found = true;

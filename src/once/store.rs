@@ -14,7 +14,7 @@ use crate::persist::{self, PersistError};
 
 /// The used-steps file in `daemon.state_dir`.
 pub const TOTP_FILE: &str = "totp-used";
-const MAGIC: &str = "knock-nfq totp-used 1\n";
+const MAGIC: &str = "knock-nfq totp-used 2\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnceError {

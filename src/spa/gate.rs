@@ -147,13 +147,20 @@ impl Gate {
         gate
     }
 
-    /// A reload: the new doors, with full grant buckets; the used nonces are kept.
+    /// A reload: the new doors, with full grant buckets; the used nonces are kept, and so is
+    /// each door's count of them (by name).
     pub fn replace_doors(&mut self, doors: &[Door]) {
+        let mut old = std::mem::take(&mut self.doors);
         self.doors = doors
             .iter()
             .enumerate()
             .filter_map(|(id, door)| {
                 let spa = door.spa.as_ref()?;
+                let taken = old
+                    .iter_mut()
+                    .find(|o| o.name == door.name)
+                    .map(|o| std::mem::take(&mut o.taken))
+                    .unwrap_or_default();
                 Some(SpaDoor {
                     id,
                     name: door.name.clone(),
@@ -164,7 +171,7 @@ impl Gate {
                     rules: door.clone(),
                     spec: Arc::new(GrantSpec::of(door)),
                     bucket: GrantBucket::new(door.max_grants_per_second),
-                    taken: BinaryHeap::new(),
+                    taken,
                     share: door_share(door),
                 })
             })
@@ -276,9 +283,15 @@ fn door_share(door: &Door) -> usize {
     usize::try_from(window.saturating_mul(rate)).unwrap_or(usize::MAX)
 }
 
-/// The shared cache holds every door's share.
+/// The shared cache holds every door's share, twice: the nonces a restart read back from
+/// the file belong to no door's count until they expire, so the doors' shares alone must
+/// never fill it.
 fn replay_capacity(doors: &[Door]) -> usize {
-    doors.iter().map(door_share).fold(0, usize::saturating_add)
+    doors
+        .iter()
+        .map(door_share)
+        .fold(0, usize::saturating_add)
+        .saturating_mul(2)
 }
 
 fn check_age(message: &Parsed, max_age: Duration, unix_now: Duration) -> Result<(), Rejection> {
