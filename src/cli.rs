@@ -43,6 +43,18 @@ pub enum Command {
     Spa(SpaArgs),
     /// Make a new random SPA key: base64 on stdout, or a new file only its owner may read.
     Keygen(KeygenArgs),
+    /// Lift a trap-port ban before it runs out (needs CAP_NET_ADMIN).
+    Unban(UnbanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnbanArgs {
+    /// The banned address.
+    #[arg(value_name = "ADDR")]
+    pub address: std::net::IpAddr,
+    /// The config whose table holds the bans.
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 #[derive(Debug, Args)]
@@ -337,6 +349,23 @@ pub fn check(
     );
     for door in &config.doors {
         let _ = writeln!(out, "  {}", door.summary());
+    }
+    let blocklist = &config.blocklist;
+    if !blocklist.trap_ports.is_empty() {
+        let traps: Vec<String> = (blocklist.trap_ports.iter())
+            .map(|p| format!("{}/{}", p.port, p.proto))
+            .collect();
+        let never: Vec<String> = blocklist.never.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  blocklist: touching {} bans for {}{}",
+            traps.join(" "),
+            humantime::format_duration(blocklist.ban_for),
+            match never.is_empty() {
+                true => String::new(),
+                false => format!(", never {}", never.join(" ")),
+            }
+        );
     }
     for door in &config.doors {
         if let Some(risk) = door.scan_risk() {

@@ -20,7 +20,8 @@
 //! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into an [`engine::Knock`].
 //! - [`queue`]: the packet path. The engine sharded by source ([`queue::State`]) and the NFQUEUE
 //!   workers (nfq), one blocking thread per queue: parse, step the engine under the shard lock,
-//!   commit the grants after releasing it, send the verdict. A connection to a protected service
+//!   commit the grants after releasing it, send the verdict. A touched trap port bans its source
+//!   in the kernel's blocked sets. A connection to a protected service
 //!   that raced its own knock is held briefly and admitted only if the kernel holds its grant.
 //! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
 //!   grants with per-element timeouts, grant lookups, and reading the ruleset back for `check`.

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Knock(args) => cli::knock(&args, &mut std::io::stdout()).map_err(Into::into),
         Command::Spa(args) => cli::spa(&args, &mut std::io::stdout()).map_err(Into::into),
         Command::Keygen(args) => cli::keygen(&args, &mut std::io::stdout()).map_err(Into::into),
+        Command::Unban(args) => unban(&args),
         Command::ImportKnockd(args) => {
             cli::import_knockd(&args, &mut std::io::stdout(), &mut std::io::stderr())
                 .map_err(Into::into)
@@ -49,6 +50,15 @@ fn check(args: &cli::CheckArgs) -> anyhow::Result<()> {
         println!("warning: {path} (mode {mode:04o}): {}", cli::WORLD_READABLE);
     }
     cli::check(&config, args.ruleset(), &mut std::io::stdout())?;
+    Ok(())
+}
+
+fn unban(args: &cli::UnbanArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config.config)?;
+    let mut nft = knock_nfq::nft::Nft::open(&config.daemon.table)?;
+    nft.unban(args.address)
+        .with_context(|| format!("cannot lift the ban of {}", args.address))?;
+    println!("{} is no longer banned", args.address);
     Ok(())
 }
 

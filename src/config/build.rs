@@ -10,13 +10,13 @@ use figment::value::Value;
 
 use super::error::ConfigError;
 use super::model::{
-    Action, Config, Daemon, Door, KnockPort, LogFormat, MAX_DOORS, MAX_SEQUENCE_LEN, MAX_TARGETS,
-    Proto, ScanPolicy, SequenceOrigin, Target, TcpFlags,
+    Action, Blocklist, Config, Daemon, Door, KnockPort, LogFormat, MAX_DOORS, MAX_SEQUENCE_LEN,
+    MAX_TARGETS, Proto, ScanPolicy, SequenceOrigin, Target, TcpFlags,
 };
 use super::parse::{self, FlagsError, TargetError};
 use super::tree::{Node, Table, describe};
 
-pub const TOP_KEYS: &[&str] = &["daemon", "door"];
+pub const TOP_KEYS: &[&str] = &["daemon", "door", "blocklist"];
 pub const DAEMON_KEYS: &[&str] = &[
     "queues",
     "interfaces",
@@ -116,10 +116,15 @@ pub fn config(root: &Node, file: &Path) -> Result<Config> {
         None => default_daemon(),
     };
     let doors = doors(&top.require("door", EXPECT_DOORS)?)?;
+    let blocklist = match top.get("blocklist") {
+        Some(node) => super::blocklist::blocklist(&node, &doors)?,
+        None => Blocklist::default(),
+    };
     Ok(Config {
         path: file.to_owned(),
         daemon,
         doors,
+        blocklist,
     })
 }
 
@@ -449,7 +454,7 @@ const EXPECT_FROM: &str =
 const EXPECT_NETWORK: &str = "a network ADDR/PREFIX such as \"203.0.113.0/24\", or one address";
 const MAX_FROM: usize = 64;
 
-fn from(node: &Node) -> Result<Vec<ipnet::IpNet>> {
+pub(super) fn from(node: &Node) -> Result<Vec<ipnet::IpNet>> {
     let items = non_empty_array(node, EXPECT_FROM)?;
     if items.len() > MAX_FROM {
         return Err(node.invalid_found(

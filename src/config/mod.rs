@@ -10,6 +10,7 @@
 //! - `spa`: a door's `spa` table, with its key file read and checked.
 //! - `scan`: whether a port scan in port order can complete a door ([`ScanRisk`]).
 
+mod blocklist;
 mod build;
 mod error;
 mod mode;

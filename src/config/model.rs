@@ -13,6 +13,28 @@ pub struct Config {
     pub path: PathBuf,
     pub daemon: Daemon,
     pub doors: Vec<Door>,
+    pub blocklist: Blocklist,
+}
+
+/// `[blocklist]`: ports whose touch bans the source in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Blocklist {
+    /// Touching one bans the source (no door may knock on, open or listen on them).
+    pub trap_ports: Vec<KnockPort>,
+    /// How long a ban lasts: the element timeout in the kernel's blocked sets.
+    pub ban_for: Duration,
+    /// Sources never banned.
+    pub never: Vec<ipnet::IpNet>,
+}
+
+impl Blocklist {
+    pub fn is_trap(&self, port: KnockPort) -> bool {
+        self.trap_ports.contains(&port)
+    }
+
+    pub fn never_bans(&self, source: IpAddr) -> bool {
+        self.never.iter().any(|net| net.contains(&source))
+    }
 }
 
 /// The `[daemon]` table.

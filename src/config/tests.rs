@@ -351,7 +351,7 @@ fn unknown_key_at_top_level() {
     let message = rejected(&format!("[[doors]]\nname = \"x\"\n{SSH_DOOR}"));
     assert_eq!(
         message,
-        "test.toml: doors: unknown key; expected one of daemon, door"
+        "test.toml: doors: unknown key; expected one of daemon, door, blocklist"
     );
 }
 
@@ -1186,5 +1186,32 @@ fn a_one_time_file_that_is_a_symlink_is_refused() {
             "door[0] (\"ssh\").one_time_sequences",
             "a symlink (name the file itself)",
         ],
+    );
+}
+
+#[test]
+fn a_blocklist_takes_trap_ports_no_door_uses() {
+    let base = format!("{SSH_DOOR}\n[blocklist]\n");
+    let config = read(&format!(
+        "{base}trap_ports = [\"23/tcp\", \"3389\"]\nban_for = \"16h\"\nnever = [\"192.0.2.0/24\"]\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let blocklist = &config.blocklist;
+    assert_eq!(blocklist.ban_for, Duration::from_secs(16 * 3600));
+    assert!(blocklist.is_trap(KnockPort {
+        port: 3389,
+        proto: Proto::Tcp
+    }));
+    assert!(blocklist.never_bans("192.0.2.9".parse().unwrap()));
+    assert_message(
+        &rejected(&format!("{base}trap_ports = [\"22/tcp\"]\n")),
+        &[
+            "blocklist.trap_ports[0]",
+            "a port no door knocks on, opens on this host",
+        ],
+    );
+    assert_message(
+        &rejected(&format!("{base}scan = {{ distinct_ports = 8 }}\n")),
+        &["blocklist.scan: unknown key; expected one of trap_ports, ban_for, never"],
     );
 }

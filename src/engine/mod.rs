@@ -166,6 +166,15 @@ impl Engine {
         self.plan.doors()
     }
 
+    /// Discards `source`'s attempt, if it has one (a banned source starts afresh).
+    pub fn forget(&mut self, source: IpAddr) {
+        let key = source_key(source);
+        let hash = self.table.hash(key);
+        if let Some(slot) = self.table.find(key, hash) {
+            self.table.remove(slot);
+        }
+    }
+
     /// Sources with a live attempt.
     pub fn tracked_sources(&self) -> usize {
         self.table.len()

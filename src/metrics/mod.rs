@@ -49,6 +49,8 @@ pub struct Metrics {
     pub reload_failure: IntCounter,
     pub last_reload_success: prometheus::Gauge,
     pub metrics_connections_refused: IntCounter,
+    /// `knock_nfq_bans_total{reason="trap_port"}`.
+    pub bans_trap_port: IntCounter,
     /// The belief behind `knock_nfq_active_grants`, fed by the workers after each commit.
     pub active_grants: ActiveGrants,
 }
@@ -269,6 +271,14 @@ impl Metrics {
                 "Connections to this endpoint closed unanswered because the most it serves at \
                  once were open.",
             ),
+            bans_trap_port: counter_vec(
+                &registry,
+                "knock_nfq_bans_total",
+                "Sources banned in the kernel's blocked sets, by reason (trap_port: it touched \
+                 a [blocklist] trap port).",
+                &["reason"],
+            )
+            .with_label_values(&["trap_port"]),
             active_grants,
             registry,
         }

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::io;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use nftnl::{Batch, MsgType};
 
@@ -294,7 +295,7 @@ impl Nft {
             batch.message(&self.table_c, spec, ElemOp::Flush);
         }
         self.add_interfaces(&mut batch, &config.daemon.interfaces);
-        self.add_ports(&mut batch, &config.doors);
+        self.add_ports(&mut batch, &config.doors, &config.blocklist.trap_ports);
         let ready = batch.message(&self.table_c, sets::READY, ElemOp::Add);
         for proto in [Proto::Tcp, Proto::Udp] {
             ready.push(&[proto.number()], 0, None);
@@ -312,7 +313,7 @@ impl Nft {
         }
     }
 
-    fn add_ports(&self, batch: &mut ElemBatch, doors: &[Door]) {
+    fn add_ports(&self, batch: &mut ElemBatch, doors: &[Door], traps: &[KnockPort]) {
         // An SPA door's port is queued like a knock port: its datagrams are judged inline.
         let spa_ports = doors
             .iter()
@@ -325,6 +326,8 @@ impl Nft {
             .iter()
             .flat_map(|d| d.sequence.iter().copied())
             .chain(spa_ports)
+            // A touched trap port bans its source: it must reach the daemon too.
+            .chain(traps.iter().copied())
             .map(keys::knock_port)
             .collect();
         let mut targets: Vec<Target> = Vec::new();
@@ -383,6 +386,32 @@ impl Nft {
         if batch.messages.is_empty() {
             return Ok(());
         }
+        self.commit(&batch)
+    }
+
+    /// Bans `source` in the kernel for `ban_for` (`blocked4`/`blocked6`, dropped before
+    /// anything is queued); a ban already there is re-armed.
+    pub fn ban(&mut self, source: IpAddr, ban_for: Duration) -> Result<(), NftError> {
+        self.ban_op(source, ElemOp::Add, Some(ban_for))
+    }
+
+    /// Lifts a ban (`knock-nfq unban`); lifting one that is not there is no error.
+    pub fn unban(&mut self, source: IpAddr) -> Result<(), NftError> {
+        self.ban_op(source, ElemOp::Destroy, None)
+    }
+
+    fn ban_op(
+        &mut self,
+        source: IpAddr,
+        op: ElemOp,
+        timeout: Option<Duration>,
+    ) -> Result<(), NftError> {
+        let (set, key) = match source {
+            IpAddr::V4(addr) => (sets::BLOCKED4, addr.octets().to_vec()),
+            IpAddr::V6(addr) => (sets::BLOCKED6, addr.octets().to_vec()),
+        };
+        let mut batch = ElemBatch::default();
+        batch.message(&self.table_c, set, op).push(&key, 0, timeout);
         self.commit(&batch)
     }
 

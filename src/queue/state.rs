@@ -8,7 +8,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::config::{Config, Door};
+use crate::config::{Blocklist, Config, Door};
 use crate::engine::Engine;
 use crate::metrics::{DoorMetrics, Metrics};
 use crate::once::OnceState;
@@ -24,6 +24,8 @@ pub struct Shard {
     pub protected: Arc<Protected>,
     /// The UDP ports of SPA doors, sorted; likewise.
     pub spa_ports: Arc<[u16]>,
+    /// Trap ports and who is never banned; likewise.
+    pub blocklist: Arc<Blocklist>,
 }
 
 #[derive(Debug)]
@@ -57,6 +59,7 @@ impl State {
         let per_shard = config.daemon.max_sources.div_ceil(shard_count);
         let protected = Arc::new(Protected::new(&config.doors));
         let spa_ports: Arc<[u16]> = Gate::ports(&config.doors).into();
+        let blocklist = Arc::new(config.blocklist.clone());
         let shards = (0..shard_count)
             .map(|_| {
                 Mutex::new(Shard {
@@ -64,6 +67,7 @@ impl State {
                     door_metrics: engine_doors.iter().map(|d| metrics.door(d)).collect(),
                     protected: Arc::clone(&protected),
                     spa_ports: Arc::clone(&spa_ports),
+                    blocklist: Arc::clone(&blocklist),
                 })
             })
             .collect();
@@ -115,9 +119,11 @@ impl State {
         let protected = Arc::new(Protected::new(&config.doors));
         let spa_ports: Arc<[u16]> = Gate::ports(&config.doors).into();
         self.spa().gate.replace_doors(&config.doors);
+        let blocklist = Arc::new(config.blocklist.clone());
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             shard.spa_ports = Arc::clone(&spa_ports);
+            shard.blocklist = Arc::clone(&blocklist);
             shard.protected = Arc::clone(&protected);
         }
         self.rotate(engine_doors, config.daemon.max_sources);

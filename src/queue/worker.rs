@@ -22,6 +22,7 @@ use crate::metrics::DoorMetrics;
 use crate::nft::{Attempt, Nft, NftError};
 use crate::packet::{self, Packet};
 
+mod ban;
 mod once;
 mod spa;
 
@@ -336,9 +337,26 @@ impl Worker {
             door_metrics,
             protected,
             spa_ports,
+            blocklist,
         } = &mut *guard;
         if let Some(attempt) = protected.attempt(hook, packet) {
             return Decision::Hold(attempt);
+        }
+        let port = crate::config::KnockPort {
+            port: knock.port,
+            proto: knock.proto,
+        };
+        if blocklist.is_trap(port) && !blocklist.never_bans(knock.source) {
+            let (before, ban_for) = (engine.tracked_sources(), blocklist.ban_for);
+            engine.forget(knock.source);
+            let after = engine.tracked_sources();
+            drop(guard);
+            self.state
+                .metrics
+                .tracked_sources
+                .add(gauge_delta(before, after));
+            self.ban(now, knock.source, ban_for);
+            return Decision::Now(Verdict::Drop);
         }
         if knock.proto == Proto::Udp && spa_ports.binary_search(&knock.port).is_ok() {
             drop(guard);

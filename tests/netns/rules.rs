@@ -68,3 +68,58 @@ fn a_door_with_interfaces_counts_only_knocks_arriving_there() {
     );
     assert_eq!(grants, 2.0);
 }
+
+#[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
+fn touching_a_trap_port_bans_the_source_until_unbanned_but_never_a_never_source() {
+    require_netns!();
+    let config = format!(
+        "{}\n[blocklist]\ntrap_ports = [\"23/tcp\"]\nban_for = \"1h\"\nnever = [\"{OTHER4}/32\"]\n",
+        config("5s", "30s")
+    );
+    let t = Topology::new();
+    let daemon = Daemon::start(&t.gw, &config);
+    let ssh = ["7000", "8000", "9000:udp"];
+    let bans = |daemon: &Daemon| {
+        daemon
+            .metrics(&t.gw)
+            .value("knock_nfq_bans_total", &[r#"reason="trap_port""#])
+    };
+
+    knock_from(&t, CLIENT4, GW4, &["23"]);
+    knock_from(&t, CLIENT6, GW6, &["23"]);
+    // The first IPv6 packet waits for neighbour discovery.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while bans(&daemon) < 2.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(bans(&daemon), 2.0, "log:\n{}", daemon.log());
+    assert!(set_elements(&t, "blocked4").contains(CLIENT4));
+    assert!(set_elements(&t, "blocked6").contains(CLIENT6));
+    // Banned: a correct sequence is dropped in the kernel before it reaches the daemon.
+    knock_from(&t, CLIENT4, GW4, &ssh);
+    knock_from(&t, CLIENT6, GW6, &ssh);
+    assert_closed(&t, CLIENT4, &[GW_SSH4]);
+    assert_closed(&t, CLIENT6, &[GW_SSH6]);
+
+    // A `never` source touches the trap and still opens its door.
+    knock_from(&t, OTHER4, GW4, &["23"]);
+    knock_from(&t, OTHER4, GW4, &ssh);
+    assert_open(&t, OTHER4, GW_SSH4, "gw");
+    assert_eq!(bans(&daemon), 2.0);
+
+    let config_path = daemon.config_path.to_str().expect("utf-8").to_owned();
+    let out =
+        t.gw.command(daemon::BINARY)
+            .args(["unban", CLIENT4, "--config", &config_path])
+            .output()
+            .expect("knock-nfq unban");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{CLIENT4} is no longer banned\n")
+    );
+    knock_from(&t, CLIENT4, GW4, &ssh);
+    assert_open(&t, CLIENT4, GW_SSH4, "gw");
+    assert_closed(&t, CLIENT6, &[GW_SSH6]);
+}

@@ -1,0 +1,80 @@
+//! `[blocklist]`: trap ports, whose touch bans the source in the kernel for `ban_for`, and the
+//! sources (`never`) that are never banned.
+
+use std::time::Duration;
+
+use super::ConfigError;
+use super::build::{duration, from, optional};
+use super::model::{Blocklist, Door, KnockPort, Target};
+use super::once::possible_knocks;
+use super::parse;
+use super::tree::{Node, describe};
+
+pub const BLOCKLIST_KEYS: &[&str] = &["trap_ports", "ban_for", "never"];
+
+const EXPECT_BLOCKLIST: &str = "a table such as [blocklist] trap_ports = [\"23/tcp\"]";
+const EXPECT_TRAPS: &str = "a non-empty array of ports such as [\"23/tcp\", \"3389/tcp\"]";
+const EXPECT_TRAP: &str = "PORT/tcp or PORT/udp, with PORT 1-65535";
+const EXPECT_BAN_FOR: &str = "a duration from 1s to 30 days, such as \"16h\"";
+const DEFAULT_BAN_FOR: Duration = Duration::from_secs(3600);
+const MAX_TRAPS: usize = 64;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub fn blocklist(node: &Node, doors: &[Door]) -> Result<Blocklist> {
+    let t = node.table(EXPECT_BLOCKLIST, BLOCKLIST_KEYS)?;
+    Ok(Blocklist {
+        trap_ports: optional(&t, "trap_ports", |n| trap_ports(n, doors))?.unwrap_or_default(),
+        ban_for: optional(&t, "ban_for", |n| {
+            duration(
+                n,
+                EXPECT_BAN_FOR,
+                Duration::from_secs(1)..=Duration::from_secs(30 * 86_400),
+            )
+        })?
+        .unwrap_or(DEFAULT_BAN_FOR),
+        never: optional(&t, "never", from)?.unwrap_or_default(),
+    })
+}
+
+fn trap_ports(node: &Node, doors: &[Door]) -> Result<Vec<KnockPort>> {
+    let items = node.array(EXPECT_TRAPS)?;
+    if items.is_empty() || items.len() > MAX_TRAPS {
+        return Err(node.invalid(EXPECT_TRAPS));
+    }
+    items
+        .iter()
+        .map(|item| {
+            let port = match parse::target(item.str(EXPECT_TRAP)?) {
+                Ok(Target::Local { port, proto }) => KnockPort { port, proto },
+                _ => return Err(item.invalid(EXPECT_TRAP)),
+            };
+            match owner(port, doors) {
+                Some(owner) => Err(item.invalid_found(
+                    "a port no door knocks on, opens on this host or listens on for SPA",
+                    format!("{}, used by door {owner:?}", describe(item.value)),
+                )),
+                None => Ok(port),
+            }
+        })
+        .collect()
+}
+
+/// The door that already uses `port`, if one does.
+fn owner(port: KnockPort, doors: &[Door]) -> Option<&str> {
+    let target = Target::Local {
+        port: port.port,
+        proto: port.proto,
+    };
+    doors
+        .iter()
+        .find(|door| {
+            door.sequence.contains(&port)
+                || possible_knocks(&door.origin).contains(&port)
+                || door.targets.contains(&target)
+                || door.spa.as_ref().is_some_and(|spa| {
+                    port.proto == super::model::Proto::Udp && port.port == spa.port
+                })
+        })
+        .map(|door| door.name.as_str())
+}
