@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::replay::{Refused, ReplayCache};
-use super::wire::{self, Key, Parsed};
-use crate::config::model::{Door, GrantAddress};
+use super::wire::{self, Parsed};
+use crate::config::model::{Door, GrantAddress, Spa};
 use crate::engine::rate::GrantBucket;
 use crate::engine::{Arrival, DoorId, Grant, GrantSpec};
 
@@ -98,13 +98,9 @@ pub enum SpaOutcome {
 #[derive(Debug)]
 struct SpaDoor {
     id: DoorId,
-    name: String,
-    port: u16,
-    key: Key,
-    max_age: Duration,
-    grant_address: GrantAddress,
-    /// The door itself, for its `from` and `interfaces`.
-    rules: Door,
+    /// The door (its name, `from` and `interfaces`) and its `spa` table.
+    door: Door,
+    spa: Spa,
     spec: Arc<GrantSpec>,
     bucket: GrantBucket,
     /// Expiries of the nonces this door took, soonest first: at most `share` live at once, so
@@ -158,17 +154,13 @@ impl Gate {
                 let spa = door.spa.as_ref()?;
                 let taken = old
                     .iter_mut()
-                    .find(|o| o.name == door.name)
+                    .find(|o| o.door.name == door.name)
                     .map(|o| std::mem::take(&mut o.taken))
                     .unwrap_or_default();
                 Some(SpaDoor {
                     id,
-                    name: door.name.clone(),
-                    port: spa.port,
-                    key: spa.key.clone(),
-                    max_age: spa.max_age,
-                    grant_address: spa.grant_address,
-                    rules: door.clone(),
+                    door: door.clone(),
+                    spa: spa.clone(),
                     spec: Arc::new(GrantSpec::of(door)),
                     bucket: GrantBucket::new(door.max_grants_per_second),
                     taken,
@@ -193,7 +185,7 @@ impl Gate {
     /// The name of SPA door `id`, for metric labels.
     pub fn door_name(&self, id: DoorId) -> Option<&str> {
         let door = self.doors.iter().find(|door| door.id == id)?;
-        Some(&door.name)
+        Some(&door.door.name)
     }
 
     pub fn replay_cache(&self) -> &ReplayCache {
@@ -215,29 +207,29 @@ impl Gate {
         let Some(index) = self
             .doors
             .iter()
-            .position(|door| door.port == port && door.name == message.door)
+            .position(|d| d.spa.port == port && d.door.name == message.door)
         else {
             return rejected(None, Rejection::UnknownDoor);
         };
         let door = &self.doors[index];
         let id = Some(door.id);
-        if !door.key.verify(message.signed, &message.tag) {
+        if !door.spa.key.verify(message.signed, &message.tag) {
             return rejected(id, Rejection::BadMac);
         }
-        if let Err(reason) = check_age(&message, door.max_age, unix_now) {
+        if let Err(reason) = check_age(&message, door.spa.max_age, unix_now) {
             return rejected(id, reason);
         }
-        if !door.rules.admits(source) || !door.rules.arrives_on(arrival) {
+        if !door.door.admits(source) || !door.door.arrives_on(arrival) {
             return rejected(id, Rejection::SourceNotAllowed);
         }
-        let grantee = match grantee(&message, door.grant_address, source) {
+        let grantee = match grantee(&message, door.spa.grant_address, source) {
             Ok(grantee) => grantee,
             Err(reason) => return rejected(id, reason),
         };
         if !message.ports().all(|p| offers(&door.spec, p)) {
             return rejected(id, Rejection::PortNotAllowed);
         }
-        let expires = message.timestamp + door.max_age.as_secs() + FUTURE_SKEW.as_secs();
+        let expires = message.timestamp + door.spa.max_age.as_secs() + FUTURE_SKEW.as_secs();
         if self.replay.contains(&message.nonce) {
             return rejected(id, Rejection::Replayed);
         }
