@@ -21,7 +21,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use harness::knockd::Knockd;
 use harness::{Daemon, Topology, config, connect_from};
@@ -151,24 +151,13 @@ enum Knock<'a> {
 
 fn spa_datagram(key: &Key) -> Vec<u8> {
     let message = Message {
-        timestamp: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_secs(),
-        nonce: rand_nonce(),
+        timestamp: knock_nfq::clock::unix_now().as_secs(),
+        nonce: knock_nfq::clock::unix_now().as_nanos().to_be_bytes(),
         door: "spa".into(),
         ports: Vec::new(),
         address: None,
     };
     knock_nfq::spa::encode(&message, key)
-}
-
-fn rand_nonce() -> [u8; 16] {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_nanos();
-    nanos.to_be_bytes()
 }
 
 /// One try from `source`: the knock, then connections until one is admitted.

@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use knock_nfq::config::model::{Action, Door, GrantAddress, Proto, Spa, Target};
@@ -42,12 +42,6 @@ fn door() -> Door {
     }
 }
 
-fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after 1970")
-}
-
 /// A datagram stamped at the gate's fixed `now`, however long the run has taken since.
 fn datagram(nonce: u128, key: &Key, timestamp: u64) -> Vec<u8> {
     let message = Message {
@@ -71,7 +65,7 @@ fn main() {
     let doors = [door()];
     let key = Key::new([7; 32]);
     let start = Instant::now();
-    let now = (start, unix_now());
+    let now = (start, knock_nfq::clock::unix_now());
     let stamp = now.1.as_secs();
     let valid = datagram(1, &key, stamp);
     let forged = datagram(2, &Key::new([8; 32]), stamp);

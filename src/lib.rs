@@ -28,6 +28,7 @@
 //!   Its unsafe code lives in `nft::sys`.
 //! - [`metrics`]: the Prometheus registry; label children resolved up front. Read at scrape
 //!   time: the kernel's queue counters (`/proc`) and the active-grants book fed by the workers.
+//! - [`clock`]: the wall clock, read at the edges (SPA timestamps, TOTP steps).
 //! - [`persist`]: state files replaced atomically and durably (temp file, fsync, rename).
 //! - [`daemon`]: `knock-nfq run`: startup, signals and reloads, systemd notifications and
 //!   watchdog, the `/metrics` endpoint. It drives `queue`; nothing on the packet path imports it.
@@ -46,6 +47,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;

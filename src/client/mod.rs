@@ -136,10 +136,7 @@ pub fn door_sequence(config: &Config, name: &str) -> Result<Vec<KnockPort>, Clie
         SequenceOrigin::Fixed => Ok(door.sequence.clone()),
         // The step now, by this machine's clock; the daemon accepts `skew` steps either side.
         SequenceOrigin::Totp(t) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                .unwrap_or_default();
-            let step = crate::once::totp::step_of(t, now);
+            let step = crate::once::totp::step_of(t, crate::clock::unix_now());
             Ok(crate::once::totp::sequence(
                 &t.secret, step, t.length, t.ports,
             ))

@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::time::SystemTime;
 
 use super::send::{resolve, unspecified};
 use super::{AddressFamily, ClientError, Verbosity};
@@ -69,9 +68,7 @@ pub fn send_spa(plan: &SpaPlan, out: &mut impl Write) -> Result<(), ClientError>
     let dest = SocketAddr::new(addr, plan.port);
     let mut nonce = [0; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(|err| ClientError::Random(err.to_string()))?;
-    let timestamp = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let timestamp = crate::clock::unix_now().as_secs();
     let message = Message {
         timestamp,
         nonce,

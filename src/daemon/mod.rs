@@ -8,7 +8,7 @@ mod watchdog;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
@@ -91,7 +91,7 @@ impl Daemon {
     /// Verifies the table, fills the sets, binds the queues and starts the workers. The sets are
     /// filled before any queue is bound, so the kernel guards the services before knocks count.
     fn start(config: Config) -> Result<Daemon, DaemonError> {
-        let since_epoch = rotation::since_epoch();
+        let since_epoch = crate::clock::unix_now();
         let spa = SpaState::open(&config, Instant::now(), since_epoch)?;
         let once = OnceState::open(&config)?;
         let engine_doors = once.expand(&config.doors, since_epoch);
@@ -256,7 +256,7 @@ impl Daemon {
         let engine_doors = self
             .state
             .once()
-            .expand(&config.doors, rotation::since_epoch());
+            .expand(&config.doors, crate::clock::unix_now());
         self.state.protect_during_reload(&config);
         let filled = self
             .nft
@@ -288,7 +288,5 @@ fn notify(states: &[NotifyState<'_>]) {
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    crate::clock::unix_now().as_secs_f64()
 }

@@ -2,7 +2,7 @@
 //! and a once-only use changes what is offered. The supervisor checks often; the kernel's
 //! knock-port set changes first, then the engines.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tracing::{debug, error};
 
@@ -13,12 +13,6 @@ use crate::once::OnceState;
 
 /// How often the engine's doors are compared with what they should be now.
 pub const INTERVAL: Duration = Duration::from_millis(200);
-
-pub fn since_epoch() -> Duration {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-}
 
 /// `config` with the engine's doors, for the kernel's sets.
 pub fn with_doors(config: &Config, doors: &[Door]) -> Config {
@@ -46,7 +40,10 @@ pub fn report_lines_left(metrics: &Metrics, once: &OnceState, doors: &[Door]) {
 
 impl Daemon {
     pub(super) fn rotate(&mut self) {
-        let doors = self.state.once().expand(&self.config.doors, since_epoch());
+        let doors = self
+            .state
+            .once()
+            .expand(&self.config.doors, crate::clock::unix_now());
         if doors == self.engine_doors {
             return;
         }

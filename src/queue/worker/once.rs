@@ -16,9 +16,7 @@ impl Worker {
         {
             return;
         }
-        let unix_now = std::time::SystemTime::now()
-            .duration_since(std::time::SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
+        let unix_now = crate::clock::unix_now();
         let state = std::sync::Arc::clone(&self.state);
         let mut once = state.once();
         self.pending.retain(|(grant, counters)| {

@@ -1,7 +1,7 @@
 //! A datagram to an SPA port: the gate judges it; an accepted message's nonce is saved before
 //! its grant joins the packet's pending grants. The datagram itself is always dropped.
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use tracing::{debug, error};
 
@@ -19,9 +19,7 @@ impl Worker {
         bytes: &[u8],
     ) -> Verdict {
         let datagram = packet::udp_payload(bytes).unwrap_or_default();
-        let unix_now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
+        let unix_now = crate::clock::unix_now();
         let source = packet.knock.source;
         let mut spa = self.state.spa();
         let outcome = spa.gate.on_datagram(
