@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::build::{duration, from, optional};
 use super::model::{Blocklist, Door, KnockPort, Target};
-use super::once::possible_knocks;
+use super::once::may_knock_on;
 use super::parse;
 use super::tree::{Node, describe};
 
@@ -70,7 +70,7 @@ fn owner(port: KnockPort, doors: &[Door]) -> Option<&str> {
         .iter()
         .find(|door| {
             door.sequence.contains(&port)
-                || possible_knocks(&door.origin).contains(&port)
+                || may_knock_on(&door.origin, port)
                 || door.targets.contains(&target)
                 || door.spa.as_ref().is_some_and(|spa| {
                     port.proto == super::model::Proto::Udp && port.port == spa.port

@@ -76,6 +76,17 @@ pub fn possible_knocks(origin: &SequenceOrigin) -> Vec<KnockPort> {
     }
 }
 
+/// Whether the door may ever knock on `port` (without listing a TOTP range).
+pub fn may_knock_on(origin: &SequenceOrigin, port: KnockPort) -> bool {
+    match origin {
+        SequenceOrigin::Fixed => false,
+        SequenceOrigin::Totp(t) => {
+            port.proto == Proto::Tcp && (t.ports.0..=t.ports.1).contains(&port.port)
+        }
+        SequenceOrigin::OneTime(one) => one.lines.iter().any(|l| l.sequence.contains(&port)),
+    }
+}
+
 fn totp(node: &Node) -> Result<Totp> {
     let t = node.table(EXPECT_TOTP, TOTP_KEYS)?;
     let file_node = t.require("secret_file", EXPECT_SECRET_FILE)?;
