@@ -6,6 +6,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::config::{Blocklist, Config, Door};
@@ -37,6 +38,8 @@ pub struct State {
     spa: Mutex<SpaState>,
     /// Likewise for TOTP steps and one-time lines.
     once: Mutex<OnceState>,
+    /// Whether any door has `interfaces`: only then is a packet's interface worth naming.
+    interfaces_matter: AtomicBool,
 }
 
 /// What the packet path needs besides the config: the engine's doors (the config's, with TOTP
@@ -77,7 +80,12 @@ impl State {
             metrics,
             spa: Mutex::new(stores.spa),
             once: Mutex::new(stores.once),
+            interfaces_matter: AtomicBool::new(interfaces_matter(config)),
         }
+    }
+
+    pub fn interfaces_matter(&self) -> bool {
+        self.interfaces_matter.load(Ordering::Relaxed)
     }
 
     /// The shard that owns `source`, locked. A worker that panicked while holding it left the
@@ -119,6 +127,8 @@ impl State {
         let protected = Arc::new(Protected::new(&config.doors));
         let spa_ports: Arc<[u16]> = Gate::ports(&config.doors).into();
         self.spa().gate.replace_doors(&config.doors);
+        self.interfaces_matter
+            .store(interfaces_matter(config), Ordering::Relaxed);
         let blocklist = Arc::new(config.blocklist.clone());
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
@@ -142,6 +152,10 @@ impl State {
             self.metrics.tracked_sources.add(gauge_delta(before, after));
         }
     }
+}
+
+fn interfaces_matter(config: &Config) -> bool {
+    config.doors.iter().any(|door| !door.interfaces.is_empty())
 }
 
 /// `after - before` for an `IntGauge`.

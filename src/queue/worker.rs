@@ -198,7 +198,10 @@ impl Worker {
     fn answer(&mut self, message: nfq::Message) {
         let received = Instant::now();
         let (payload, hook) = (message.get_payload(), Hook::from_number(message.get_hook()));
-        let interface = self.ifnames.name(message.get_indev(), received);
+        let interface = match self.state.interfaces_matter() {
+            true => self.ifnames.name(message.get_indev(), received),
+            false => None,
+        };
         // A bug must not cost the packet its verdict (it would stay queued) nor the worker.
         let decided = panic::catch_unwind(AssertUnwindSafe(|| {
             self.decide(received, (payload, hook, interface))
