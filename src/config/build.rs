@@ -241,11 +241,7 @@ fn in_range(node: &Node, expected: &str, max: u32) -> Result<u32> {
 }
 
 fn state_dir(node: &Node) -> Result<PathBuf> {
-    let dir = Path::new(node.str(EXPECT_STATE_DIR)?);
-    match dir.is_absolute() {
-        true => Ok(dir.to_owned()),
-        false => Err(node.invalid(EXPECT_STATE_DIR)),
-    }
+    super::spa::absolute(node, EXPECT_STATE_DIR)
 }
 
 fn log_format(node: &Node) -> Result<LogFormat> {

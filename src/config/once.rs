@@ -1,13 +1,13 @@
 //! A door's `totp` table or `one_time_sequences` file, instead of a fixed `sequence`. Both
 //! files are secrets (whoever reads them can knock), read here so that `check` validates them.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::ConfigError;
 use super::build::{duration, optional};
 use super::model::{KnockPort, MAX_SEQUENCE_LEN, OneTime, Proto, SequenceOrigin, Totp};
+use super::spa::{absolute, key_at, secret};
 use super::tree::{Node, Table, describe};
 use crate::once::one_time;
 
@@ -90,14 +90,7 @@ pub fn may_knock_on(origin: &SequenceOrigin, port: KnockPort) -> bool {
 fn totp(node: &Node) -> Result<Totp> {
     let t = node.table(EXPECT_TOTP, TOTP_KEYS)?;
     let file_node = t.require("secret_file", EXPECT_SECRET_FILE)?;
-    let secret_file = absolute(&file_node, EXPECT_SECRET_FILE)?;
-    let bytes = secret(&file_node, &secret_file)?;
-    let secret = super::spa::decode_key(&bytes).ok_or_else(|| {
-        file_node.invalid_found(
-            EXPECT_SECRET,
-            format!("{} holding something else", describe(file_node.value)),
-        )
-    })?;
+    let (secret_file, secret) = key_at(&file_node, EXPECT_SECRET_FILE, EXPECT_SECRET)?;
     let length = optional(&t, "length", |n| {
         let length = n.int::<usize>(EXPECT_LENGTH)?;
         match (2..=MAX_SEQUENCE_LEN.min(16)).contains(&length) {
@@ -161,7 +154,7 @@ fn one_time(node: &Node) -> Result<OneTime> {
             format!("{}, a symlink (name the file itself)", describe(node.value)),
         ));
     }
-    let bytes = secret(node, &file)?;
+    let bytes = secret(node, &file, "a file the daemon can read")?;
     // The daemon rewrites the file after each use, so it must be text it can write back.
     let text = String::from_utf8(bytes).map_err(|_| {
         node.invalid_found(
@@ -181,23 +174,4 @@ fn one_time(node: &Node) -> Result<OneTime> {
         )
     })?;
     Ok(OneTime { file, lines })
-}
-
-fn absolute(node: &Node, expected: &str) -> Result<PathBuf> {
-    let path = Path::new(node.str(expected)?);
-    match path.is_absolute() {
-        true => Ok(path.to_owned()),
-        false => Err(node.invalid(expected)),
-    }
-}
-
-/// The file's bytes; one that others may read is refused by `read_secret_file`.
-fn secret(node: &Node, path: &Path) -> Result<Vec<u8>> {
-    super::read_secret_file(path).map_err(|err| match err {
-        ConfigError::Read { error, .. } => node.invalid_found(
-            "a file the daemon can read",
-            format!("{} (cannot read it: {error})", describe(node.value)),
-        ),
-        other => other,
-    })
 }

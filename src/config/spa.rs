@@ -39,10 +39,11 @@ pub fn door_spa(t: &Table) -> Result<Option<Spa>> {
         return Ok(None);
     };
     let spa = node.table(EXPECT_SPA, SPA_KEYS)?;
-    let key_file = key_file(&spa.require("key_file", EXPECT_KEY_FILE)?)?;
+    let file_node = spa.require("key_file", EXPECT_KEY_FILE)?;
+    let (key_file, key) = key_at(&file_node, EXPECT_KEY_FILE, EXPECT_KEY)?;
     Ok(Some(Spa {
         port: port(&spa.require("port", EXPECT_PORT)?)?,
-        key: key(&spa.require("key_file", EXPECT_KEY_FILE)?, &key_file)?,
+        key,
         key_file,
         max_age: optional(&spa, "max_age", |n| {
             duration(
@@ -72,30 +73,43 @@ fn port(node: &Node) -> Result<u16> {
     port.ok_or_else(|| node.invalid(EXPECT_PORT))
 }
 
-fn key_file(node: &Node) -> Result<PathBuf> {
-    let path = Path::new(node.str(EXPECT_KEY_FILE)?);
-    if !path.is_absolute() {
-        return Err(node.invalid(EXPECT_KEY_FILE));
+/// The absolute path at `node`.
+pub(super) fn absolute(node: &Node, expected: &str) -> Result<PathBuf> {
+    let path = Path::new(node.str(expected)?);
+    match path.is_absolute() {
+        true => Ok(path.to_owned()),
+        false => Err(node.invalid(expected)),
     }
-    Ok(path.to_owned())
 }
 
-/// Reads and decodes the key; a file others may read is refused by `read_secret_file`. What
-/// the file holds is never shown.
-fn key(node: &Node, path: &Path) -> Result<Key> {
-    let bytes = super::read_secret_file(path).map_err(|err| match err {
+/// The bytes of the secret file at `path` (named at `node`); one that others may read is
+/// refused by `read_secret_file`.
+pub(super) fn secret(node: &Node, path: &Path, expected: &str) -> Result<Vec<u8>> {
+    super::read_secret_file(path).map_err(|err| match err {
         ConfigError::Read { error, .. } => node.invalid_found(
-            EXPECT_KEY_FILE,
+            expected,
             format!("{} (cannot read it: {error})", describe(node.value)),
         ),
         other => other,
-    })?;
+    })
+}
+
+/// The key file named at `node` and its key, as `knock-nfq keygen` writes it (an SPA key or
+/// a TOTP secret). What the file holds is never shown.
+pub(super) fn key_at(
+    node: &Node,
+    expected_file: &str,
+    expected_key: &str,
+) -> Result<(PathBuf, Key)> {
+    let path = absolute(node, expected_file)?;
+    let bytes = secret(node, &path, expected_file)?;
     let found = || format!("{} holding something else", describe(node.value));
-    decode_key(&bytes).ok_or_else(|| node.invalid_found(EXPECT_KEY, found()))
+    let key = decode_key(&bytes).ok_or_else(|| node.invalid_found(expected_key, found()))?;
+    Ok((path, key))
 }
 
 /// One line of base64 holding 32 bytes, as `knock-nfq keygen` writes.
-pub(super) fn decode_key(file: &[u8]) -> Option<Key> {
+fn decode_key(file: &[u8]) -> Option<Key> {
     let text = std::str::from_utf8(file).ok()?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
