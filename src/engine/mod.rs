@@ -383,9 +383,19 @@ impl Engine {
                 );
             }
         }
+        // An unchanged door keeps its grant bucket: neither a reload nor a TOTP step's
+        // rotation hands out a fresh second's worth of grants.
+        let mut kept = buckets(&plan);
+        for (old, new) in new_ids.iter().enumerate() {
+            if let Some(new) = *new {
+                let (old_door, new_door) = (&self.plan.doors()[old], plan.door(new));
+                if old_door.max_grants_per_second == new_door.max_grants_per_second {
+                    kept[usize::from(new)] = self.buckets[old].clone();
+                }
+            }
+        }
         self.plan = plan;
-        // A reload starts each door with a full bucket.
-        self.buckets = buckets(&self.plan);
+        self.buckets = kept;
         self.table = table;
         self.reserve_buffers();
     }

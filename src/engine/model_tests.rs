@@ -356,6 +356,7 @@ impl Model {
         let same = |old: &Door, new: &Door| {
             (&old.name, &old.sequence, old.tcp_flags, old.seq_timeout)
                 == (&new.name, &new.sequence, new.tcp_flags, new.seq_timeout)
+                && (&old.from, &old.interfaces) == (&new.from, &new.interfaces)
         };
         let new_id = |old: usize| doors.iter().position(|new| same(&self.doors[old], new));
         let mut kept: Vec<(IpAddr, Attempt)> = self
@@ -377,7 +378,16 @@ impl Model {
         let max_sources = max_sources.max(1);
         let excess = kept.len().saturating_sub(max_sources);
         self.attempts = kept.into_iter().skip(excess).collect();
-        self.rate = GrantRate::new(&doors);
+        // An unchanged door with the same rate keeps its last grant.
+        let mut rate = GrantRate::new(&doors);
+        for old in 0..self.doors.len() {
+            if let Some(new) = new_id(old)
+                && self.doors[old].max_grants_per_second == doors[new].max_grants_per_second
+            {
+                rate.last_grant[new] = self.rate.last_grant[old];
+            }
+        }
+        self.rate = rate;
         self.doors = doors;
         self.max_sources = max_sources;
     }

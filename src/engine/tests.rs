@@ -674,3 +674,19 @@ fn a_door_with_interfaces_counts_only_knocks_arriving_there() {
     let outcome = engine.on_packet_via(start, &syn(B, 8000), wan);
     assert_eq!(outcome.grants.len(), 1);
 }
+
+#[test]
+fn a_reload_keeps_an_unchanged_doors_spent_grant_rate() {
+    let mut limited = door("ssh", &[7000]);
+    limited.max_grants_per_second = 1;
+    let mut engine = Engine::new(vec![limited.clone()], 16);
+    let start = Instant::now();
+    assert_eq!(engine.on_packet(start, &syn(A, 7000)).grants.len(), 1);
+    engine.replace_doors(vec![door("other", &[5000]), limited.clone()], 16);
+    let spent = engine.on_packet(start, &syn(B, 7000));
+    assert_eq!((spent.grants.len(), spent.refused.len()), (0, 1));
+    // A changed rate is a new bucket.
+    limited.max_grants_per_second = 5;
+    engine.replace_doors(vec![limited], 16);
+    assert_eq!(engine.on_packet(start, &syn(C, 7000)).grants.len(), 1);
+}
