@@ -48,7 +48,7 @@ pub struct Daemon {
     pub table: String,
     /// Prometheus listen address; `None` disables the endpoint.
     pub metrics: Option<SocketAddr>,
-    /// Bound on tracked sources; the oldest attempt is evicted beyond it.
+    /// Bound on tracked sources; beyond it an attempt is evicted, one-knock attempts first.
     pub max_sources: usize,
     /// The `size` each grant set must have in the kernel (checked at start and by `check`).
     pub max_grants: u32,

@@ -85,11 +85,12 @@ pub struct Refusal {
     pub source: IpAddr,
 }
 
-/// Whether this packet's new attempt pushed the oldest one out of the full table.
+/// Whether this packet's new attempt pushed another out of the full table (the oldest attempt
+/// with a single knock among the few oldest, else the oldest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Eviction {
     None,
-    Oldest,
+    Evicted,
 }
 
 /// Instructions for one packet; borrows the engine's reusable buffers.

@@ -26,7 +26,9 @@
 //!   outside the door's sequence, knock port or not, resets that door. Non-strict doors never see
 //!   non-knock ports, as in knockd.
 //! - **Bound** (fix): at most `max_sources` attempts (IPv4 and IPv6 alike); a new attempt beyond
-//!   that evicts the oldest ([`Eviction::Oldest`]). Sources without a live attempt take no space.
+//!   that evicts the oldest attempt that has seen only one knock (among the 8 oldest), else the
+//!   oldest ([`Eviction::Evicted`]): forged first knocks push out each other before a client
+//!   halfway through its sequence. Sources without a live attempt take no space.
 //!
 //! A packet yields one [`DoorEvent`] per door whose state changed (a restart yields `Reset`, then
 //! `Advance`, for the same door), plus `Expired` events for attempts the sweep removed.
@@ -356,7 +358,7 @@ impl Engine {
 
     /// Live reload: new doors; attempts are kept for doors whose name, sequence, tcp_flags and
     /// seq_timeout are unchanged (remapped to their new [`DoorId`]), dropped otherwise. A smaller
-    /// `max_sources` evicts the oldest attempts.
+    /// `max_sources` evicts as a full table does.
     pub fn replace_doors(&mut self, doors: Vec<Door>, max_sources: usize) {
         let plan = DoorPlan::new(doors);
         let new_ids = reload::door_map(self.plan.doors(), plan.doors());

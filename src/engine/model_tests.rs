@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use super::table::{SourceKey, source_key};
+use super::table::{EVICTION_SCAN, SourceKey, source_key};
 use super::tests::door;
 use super::{DUPLICATE_WINDOW, Engine, Eviction, Knock, KnockResult, SWEEP_BUDGET, Verdict};
 use crate::config::model::{Door, KnockPort, Proto, ScanPolicy, TcpFlags, tcp_flag};
@@ -336,9 +336,10 @@ impl Model {
             return;
         }
         if self.attempts.len() == self.max_sources {
-            let oldest = self.age_order()[0];
-            self.attempts.remove(&oldest);
-            seen.eviction = Eviction::Oldest;
+            let order = self.age_order();
+            let victim = eviction_victim(order.iter().map(|source| &self.attempts[source]));
+            self.attempts.remove(&order[victim]);
+            seen.eviction = Eviction::Evicted;
         }
         let attempt = Attempt {
             rank: self.created,
@@ -376,8 +377,16 @@ impl Model {
             .collect();
         kept.sort_by_key(|(_, attempt)| attempt.rank);
         let max_sources = max_sources.max(1);
-        let excess = kept.len().saturating_sub(max_sources);
-        self.attempts = kept.into_iter().skip(excess).collect();
+        // Re-inserted oldest first into a table of the new size, which evicts as a full one does.
+        let mut table: Vec<(IpAddr, Attempt)> = Vec::new();
+        for entry in kept {
+            if table.len() == max_sources {
+                let victim = eviction_victim(table.iter().map(|(_, attempt)| attempt));
+                table.remove(victim);
+            }
+            table.push(entry);
+        }
+        self.attempts = table.into_iter().collect();
         // An unchanged door with the same rate keeps its last grant.
         let mut rate = GrantRate::new(&doors);
         for old in 0..self.doors.len() {
@@ -430,6 +439,15 @@ fn engine_progress(engine: &Engine, source: IpAddr) -> Option<Progress> {
         .iter()
         .map(|t| (usize::from(t.door), usize::from(t.stage)));
     Some((table.get(slot).started_ms, doors.collect()))
+}
+
+/// Which of the attempts (oldest first) a full table evicts: the first with a single knock
+/// among the `EVICTION_SCAN` oldest, else the oldest.
+fn eviction_victim<'a>(oldest_first: impl Iterator<Item = &'a Attempt>) -> usize {
+    oldest_first
+        .take(EVICTION_SCAN)
+        .position(|attempt| attempt.doors.iter().all(|&(_, stage)| stage <= 1))
+        .unwrap_or(0)
 }
 
 /// The engine's attempts, oldest first, as its age list links them.

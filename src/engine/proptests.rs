@@ -141,7 +141,7 @@ proptest! {
             };
             let evicted = engine.on_packet(now, &knock).eviction;
             prop_assert!(engine.tracked_sources() <= max_sources);
-            if evicted == Eviction::Oldest {
+            if evicted == Eviction::Evicted {
                 prop_assert_eq!(engine.tracked_sources(), max_sources);
             }
         }
@@ -154,7 +154,7 @@ mod table {
     use proptest::prelude::*;
 
     use super::super::Eviction;
-    use super::super::table::{LastKnock, SourceTable, Tracked};
+    use super::super::table::{EVICTION_SCAN, LastKnock, SourceTable, Tracked};
     use crate::config::model::Proto;
 
     #[derive(Debug, Clone, Copy)]
@@ -193,7 +193,14 @@ mod table {
                 match op {
                     Op::Insert(key) if !model.contains(&key) => {
                         let eviction = table.insert(key, table.hash(key), 0, last, &doors_of(key));
-                        let expected = if model.len() == max { model.pop_front(); Eviction::Oldest } else { Eviction::None };
+                        let expected = if model.len() == max {
+                            // The oldest with a single knock (stage 1) among the few oldest.
+                            let single = model.iter().take(EVICTION_SCAN).position(|&k| k % 200 <= 1);
+                            model.remove(single.unwrap_or(0));
+                            Eviction::Evicted
+                        } else {
+                            Eviction::None
+                        };
                         prop_assert_eq!(eviction, expected);
                         model.push_back(key);
                     }

@@ -3,7 +3,9 @@
 //! Records live in a `Vec`-backed slab and are found through a [`SlotIndex`] of slab slots
 //! (the key is stored once, in the record). An intrusive doubly-linked list orders records by
 //! start time, oldest first, for eviction and the expiry sweep; free slots are chained through
-//! the same `next` field. Once the slab has reached its peak size, nothing here allocates.
+//! the same `next` field. A full table evicts the oldest attempt that has seen only its first
+//! knock, among the [`EVICTION_SCAN`] oldest, else the oldest: a flood of forged first knocks
+//! pushes out its own attempts before a client that is halfway through its sequence. Once the slab has reached its peak size, nothing here allocates.
 //!
 //! Sources are hashed with std's `RandomState` (SipHash-1-3, randomly keyed): source addresses
 //! are chosen by whoever sends packets, spoofing included, so the index must not be floodable
@@ -82,6 +84,9 @@ impl Attempt {
 }
 
 const NONE: u32 = u32::MAX;
+/// The oldest attempts a full table looks through for one with a single knock. Bounded, so an
+/// insert stays O(1); under a flood of first knocks the oldest is such an attempt already.
+pub(super) const EVICTION_SCAN: usize = 8;
 /// First slab reservation; later ones double, capped at the bound.
 const MIN_GROWTH: usize = 1024;
 
@@ -184,7 +189,7 @@ impl SourceTable {
         }
     }
 
-    /// Adds an attempt for a source that has none, evicting the oldest attempt when full.
+    /// Adds an attempt for a source that has none, evicting one when full (see the module docs).
     pub fn insert(
         &mut self,
         key: SourceKey,
@@ -193,10 +198,10 @@ impl SourceTable {
         last: LastKnock,
         doors: &[Tracked],
     ) -> Eviction {
-        let eviction = match self.oldest() {
-            Some(oldest) if self.len == self.max => {
-                self.remove(oldest);
-                Eviction::Oldest
+        let eviction = match self.victim() {
+            Some(victim) if self.len == self.max => {
+                self.remove(victim);
+                Eviction::Evicted
             }
             _ => Eviction::None,
         };
@@ -214,6 +219,32 @@ impl SourceTable {
         self.index.insert(hash, slot);
         self.len += 1;
         eviction
+    }
+
+    /// The attempt a full table gives up: the oldest with a single knock among the
+    /// [`EVICTION_SCAN`] oldest, else the oldest.
+    fn victim(&self) -> Option<u32> {
+        let oldest = self.oldest()?;
+        let single = self
+            .oldest_first()
+            .take(EVICTION_SCAN)
+            .find(|&slot| self.has_one_knock(slot));
+        Some(single.unwrap_or(oldest))
+    }
+
+    /// Whether every door the attempt tracks has seen only its first knock.
+    fn has_one_knock(&self, slot: u32) -> bool {
+        let attempt = &self.slots[idx(slot)];
+        let len = usize::from(attempt.len);
+        let first = |tracked: &Tracked| tracked.stage <= 1;
+        let overflow = match len > INLINE_DOORS {
+            true => {
+                let start = idx(slot) * self.overflow_stride;
+                &self.overflow[start..start + len - INLINE_DOORS]
+            }
+            false => &[],
+        };
+        attempt.inline[..len.min(INLINE_DOORS)].iter().all(first) && overflow.iter().all(first)
     }
 
     pub fn remove(&mut self, slot: u32) {

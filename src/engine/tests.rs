@@ -474,7 +474,7 @@ fn non_strict_doors_ignore_other_ports() {
 }
 
 #[test]
-fn a_full_table_evicts_the_oldest_attempt() {
+fn a_full_table_evicts_a_one_knock_attempt_before_one_that_progressed() {
     let mut h = Harness::bounded(vec![door("ssh", &[7000, 8000, 9000])], 2);
     assert_eq!(h.at(0, syn(A, 7000)).eviction, Eviction::None);
     assert_eq!(h.at(100, syn(B, 7000)).eviction, Eviction::None);
@@ -483,19 +483,33 @@ fn a_full_table_evicts_the_oldest_attempt() {
         Eviction::None,
         "B already tracked"
     );
-    assert_eq!(h.at(300, syn(C, 7000)).eviction, Eviction::Oldest);
+    assert_eq!(h.at(300, syn(C, 7000)).eviction, Eviction::Evicted);
     assert_eq!(h.engine.tracked_sources(), 2);
-    // A was evicted: its progress is lost and it must restart.
+    // A, the oldest, had one knock: its progress is lost and it must restart.
     assert_eq!(h.events(400, syn(A, 8000)), []);
     assert_eq!(
         h.at(500, syn(A, 7000)).eviction,
-        Eviction::Oldest,
-        "B is now the oldest"
+        Eviction::Evicted,
+        "C had one knock; B, older, is two knocks in"
     );
-    h.at(600, syn(A, 8000));
-    assert_eq!(h.at(700, syn(A, 9000)).grants, [grant(0, A, Action::Open)]);
-    assert_eq!(h.events(800, syn(B, 9000)), [], "B was evicted");
-    assert_eq!(h.events(900, syn(C, 8000)), [(0, Advance)]);
+    assert_eq!(h.events(600, syn(B, 9000)), [(0, Complete)], "B was kept");
+    assert_eq!(h.events(700, syn(C, 8000)), [], "C was evicted");
+}
+
+#[test]
+fn a_full_table_of_progressed_attempts_evicts_the_oldest() {
+    let mut h = Harness::bounded(vec![door("ssh", &[7000, 8000, 9000])], 2);
+    h.at(0, syn(A, 7000));
+    h.at(100, syn(B, 7000));
+    h.at(200, syn(A, 8000));
+    h.at(300, syn(B, 8000));
+    assert_eq!(h.at(400, syn(C, 7000)).eviction, Eviction::Evicted);
+    assert_eq!(
+        h.events(500, syn(A, 9000)),
+        [],
+        "A, the oldest, was evicted"
+    );
+    assert_eq!(h.events(600, syn(B, 9000)), [(0, Complete)]);
 }
 
 #[test]
@@ -505,7 +519,7 @@ fn a_restarted_attempt_counts_as_new_for_eviction() {
     h.at(100, syn(B, 7000));
     // Past the duplicate window, a repeated first knock restarts: A is now newer than B.
     assert_eq!(h.events(3_000, syn(A, 7000)), [(0, Reset), (0, Advance)]);
-    assert_eq!(h.at(3_100, syn(C, 7000)).eviction, Eviction::Oldest);
+    assert_eq!(h.at(3_100, syn(C, 7000)).eviction, Eviction::Evicted);
     assert_eq!(h.events(3_200, syn(A, 8000)), [(0, Advance)]);
     assert_eq!(h.events(3_300, syn(B, 8000)), []);
 }
@@ -598,7 +612,7 @@ fn reload_to_a_smaller_bound_keeps_the_newest_attempts() {
     assert_eq!(h.engine.tracked_sources(), 2);
     assert_eq!(h.events(300, syn(A, 8000)), []);
     assert_eq!(h.events(300, syn(B, 8000)), [(0, Advance)]);
-    assert_eq!(h.at(400, syn(A, 7000)).eviction, Eviction::Oldest);
+    assert_eq!(h.at(400, syn(A, 7000)).eviction, Eviction::Evicted);
 }
 
 #[test]

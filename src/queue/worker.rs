@@ -389,7 +389,7 @@ impl Worker {
         debug!(source = %knock.source, port = knock.port, proto = %knock.proto, ?verdict, "packet");
         let after = engine.tracked_sources();
         drop(guard);
-        if eviction == Eviction::Oldest {
+        if eviction == Eviction::Evicted {
             self.evicted(now);
         }
         if after != before {
