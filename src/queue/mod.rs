@@ -37,6 +37,11 @@ pub const FALLBACK_MARK: u32 = 0x4000_0000;
 pub const COPY_RANGE: u16 = 320;
 /// Packets the kernel holds for a queue; beyond it new ones are dropped (fail closed).
 pub const QUEUE_MAX_LEN: u32 = 4096;
+/// The queue socket's receive buffer: room for the whole kernel queue (each message of up to
+/// [`COPY_RANGE`] bytes takes about 1–2 KiB of socket memory; the kernel doubles the value set),
+/// so a burst waits for the daemon instead of overrunning the socket. The default
+/// (`net.core.rmem_default`, 208 KiB) holds about 150 SYNs.
+pub const SOCKET_BUFFER: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -76,5 +81,6 @@ pub fn open(num: u16) -> Result<nfq::Queue, QueueError> {
     // strict door queues every new connection), and none may pass unjudged.
     configure("fail-closed", queue.set_fail_open(num, false))?;
     configure("ENOBUFS reporting", queue.set_recv_enobufs(true))?;
+    configure("receive buffer", queue.set_recv_buffer_size(SOCKET_BUFFER))?;
     Ok(queue)
 }
