@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use super::FALLBACK_MARK;
 use super::held::{self, Held, HeldConnection, Recheck};
 use super::ifname::{IfName, IfNames};
 use super::limit::{Backoff, ErrorStreak, Gate, RateLimit};
@@ -25,6 +24,7 @@ use crate::packet::{self, Packet};
 mod ban;
 mod once;
 mod spa;
+mod verdict;
 
 /// At most one warning per this interval for receive and verdict errors...
 const ERROR_WARNING_INTERVAL: Duration = Duration::from_secs(1);
@@ -62,6 +62,8 @@ pub struct Worker {
     /// Whether a grant was committed since the held connections were last looked up.
     recheck: Recheck,
     ifnames: IfNames,
+    /// Drops decided but not yet sent: one batch verdict covers them.
+    drops: verdict::DropBatch,
 }
 
 impl std::fmt::Debug for Worker {
@@ -102,6 +104,7 @@ impl Worker {
             held: Held::default(),
             recheck: Recheck::Expired,
             ifnames: IfNames::new(Instant::now()),
+            drops: verdict::DropBatch::default(),
         }
     }
 
@@ -116,12 +119,17 @@ impl Worker {
     fn run(mut self) {
         debug!(queue = self.num, "worker started");
         while !self.stop.load(Ordering::Acquire) {
-            // With connections held, the clock matters even when no packet comes.
-            self.queue.set_nonblocking(!self.held.is_empty());
+            // With connections held, the clock matters even when no packet comes; decided
+            // drops go out before the worker waits.
+            self.queue
+                .set_nonblocking(!self.held.is_empty() || self.drops.is_pending());
             match self.queue.recv() {
                 Ok(message) => {
                     self.receive_errors.clear();
                     self.answer(message);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock && self.drops.is_pending() => {
+                    self.flush_drops();
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => thread::sleep(held::POLL),
                 Err(err) => self.receive_failed(&err),
@@ -145,6 +153,7 @@ impl Worker {
                 Err(_) => break,
             }
         }
+        self.flush_drops();
         // Held connections (some may have come in just now) get their verdict too.
         for connection in self.held.take_all() {
             self.state.metrics.held_dropped.inc();
@@ -218,6 +227,8 @@ impl Worker {
             Decision::Now(verdict) => return self.send(message, verdict, received),
             Decision::Hold(attempt) => attempt,
         };
+        // A batch verdict covers every lower packet id: none may be pending behind a held one.
+        self.flush_drops();
         let connection = HeldConnection {
             message,
             attempt,
@@ -227,34 +238,6 @@ impl Worker {
             self.state.metrics.held_dropped.inc();
             self.send(connection.message, Verdict::Drop, received);
         }
-    }
-
-    fn send(&mut self, mut message: nfq::Message, verdict: Verdict, received: Instant) {
-        let metrics = &self.state.metrics;
-        match verdict {
-            Verdict::Accept => {
-                let mark = message.get_nfmark();
-                if mark & FALLBACK_MARK == 0 {
-                    message.set_verdict(nfq::Verdict::Accept);
-                } else {
-                    message.set_nfmark(mark & !FALLBACK_MARK);
-                    message.set_verdict(nfq::Verdict::Repeat);
-                }
-                metrics.verdict_accept.inc();
-            }
-            Verdict::Drop => {
-                message.set_verdict(nfq::Verdict::Drop);
-                metrics.verdict_drop.inc();
-            }
-        }
-        if let Err(err) = self.queue.verdict(message) {
-            self.state.metrics.queue_errors.inc();
-            self.warn_rate_limited("sending a verdict failed", &err);
-        }
-        self.state
-            .metrics
-            .verdict_seconds
-            .observe(received.elapsed().as_secs_f64());
     }
 
     /// Admits the held connections whose grant is in the kernel now, drops the expired.
