@@ -6,6 +6,7 @@
 mod client;
 mod fallback;
 mod first_syn;
+mod flood;
 mod harness;
 mod limits;
 mod metrics_endpoint;

@@ -19,6 +19,7 @@ const PACKAGES: &[&str] = &[
     "procps",
     "knockd",
     "nmap",
+    "hping3",
     "netcat-openbsd",
     "python3-scapy",
     "prometheus",
@@ -53,7 +54,8 @@ fn main() -> ExitCode {
 /// Installs missing packages, then runs every test target (unit, property, docs, the fuzz
 /// targets over their corpora), then the ignored ones: the netns suite and the tests of
 /// installed peers, which need root. Without root those cannot run, and the command fails
-/// rather than pass with them skipped. A full run (no arguments) ends with a short fuzz run.
+/// rather than pass with them skipped. A full run (no arguments) then runs the flood test alone,
+/// optimized (tests/netns/flood.rs), and ends with a short fuzz run.
 fn test(extra: &[String]) -> Result<(), String> {
     install_packages()?;
     let (cargo_args, test_args) = split_test_args(extra);
@@ -73,13 +75,27 @@ fn test(extra: &[String]) -> Result<(), String> {
     run(Command::new(cargo())
         .args(["test", "--workspace", "--tests"])
         .args(cargo_args)
-        .args(["--", "--ignored"])
+        .args(["--", "--ignored", "--skip", FLOOD_TESTS])
         .args(test_args))?;
     if extra.is_empty() {
+        // Alone and optimized: the flood takes a core, and measures the daemon, not the build.
+        run(Command::new(cargo()).args([
+            "test",
+            "--release",
+            "--test",
+            "netns",
+            "--",
+            "--ignored",
+            "--nocapture",
+            FLOOD_TESTS,
+        ]))?;
         fuzz(FUZZ_SECONDS)?;
     }
     Ok(())
 }
+
+/// The netns tests that flood the gateway (tests/netns/flood.rs).
+const FLOOD_TESTS: &str = "flood::";
 
 const FUZZ_TARGETS: &[&str] = &["spa_decode", "packet_path", "config_load", "import_knockd"];
 /// Per target, in `cargo xtask test`.

@@ -29,6 +29,7 @@ pub fn unavailable() -> Option<String> {
         "iptables-nft",
         "knock",
         "nmap",
+        "hping3",
         "/usr/bin/python3",
     ] {
         let found = Command::new("sh")
