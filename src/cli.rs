@@ -358,9 +358,10 @@ pub fn check(
         let never: Vec<String> = blocklist.never.iter().map(ToString::to_string).collect();
         let _ = writeln!(
             out,
-            "  blocklist: touching {} bans for {}{}",
+            "  blocklist: touching {} bans for {} (IPv6: the /{}){}",
             traps.join(" "),
             humantime::format_duration(blocklist.ban_for),
+            blocklist.ipv6_prefix,
             match never.is_empty() {
                 true => String::new(),
                 false => format!(", never {}", never.join(" ")),

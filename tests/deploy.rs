@@ -229,6 +229,8 @@ fn the_dashboard_shows_every_metric_family_operators_need() {
         "knock_nfq_queue_enobufs_total",
         "knock_nfq_reloads_total",
         "knock_nfq_last_reload_success_timestamp_seconds",
+        "knock_nfq_bans_total",
+        "knock_nfq_banned_sources",
     ] {
         assert!(used.contains(name), "the dashboard does not show {name}");
     }

@@ -10,13 +10,13 @@ use super::once::may_knock_on;
 use super::parse;
 use super::tree::{Node, describe};
 
-pub const BLOCKLIST_KEYS: &[&str] = &["trap_ports", "ban_for", "never"];
+pub const BLOCKLIST_KEYS: &[&str] = &["trap_ports", "ban_for", "never", "ipv6_prefix"];
 
 const EXPECT_BLOCKLIST: &str = "a table such as [blocklist] trap_ports = [\"23/tcp\"]";
 const EXPECT_TRAPS: &str = "a non-empty array of ports such as [\"23/tcp\", \"3389/tcp\"]";
 const EXPECT_TRAP: &str = "PORT/tcp or PORT/udp, with PORT 1-65535";
 const EXPECT_BAN_FOR: &str = "a duration from 1s to 30 days, such as \"16h\"";
-const DEFAULT_BAN_FOR: Duration = Duration::from_secs(3600);
+const EXPECT_PREFIX: &str = "a prefix length from 16 to 128, such as 64";
 const MAX_TRAPS: usize = 64;
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -32,9 +32,18 @@ pub fn blocklist(node: &Node, doors: &[Door]) -> Result<Blocklist> {
                 Duration::from_secs(1)..=Duration::from_secs(30 * 86_400),
             )
         })?
-        .unwrap_or(DEFAULT_BAN_FOR),
+        .unwrap_or(Blocklist::DEFAULT_BAN_FOR),
         never: optional(&t, "never", from)?.unwrap_or_default(),
+        ipv6_prefix: optional(&t, "ipv6_prefix", ipv6_prefix)?
+            .unwrap_or(Blocklist::DEFAULT_IPV6_PREFIX),
     })
+}
+
+fn ipv6_prefix(node: &Node) -> Result<u8> {
+    match node.int::<u8>(EXPECT_PREFIX)? {
+        prefix @ 16..=128 => Ok(prefix),
+        _ => Err(node.invalid(EXPECT_PREFIX)),
+    }
 }
 
 fn trap_ports(node: &Node, doors: &[Door]) -> Result<Vec<KnockPort>> {

@@ -17,7 +17,7 @@ pub struct Config {
 }
 
 /// `[blocklist]`: ports whose touch bans the source in the kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocklist {
     /// Touching one bans the source (no door may knock on, open or listen on them).
     pub trap_ports: Vec<KnockPort>,
@@ -25,15 +25,51 @@ pub struct Blocklist {
     pub ban_for: Duration,
     /// Sources never banned.
     pub never: Vec<ipnet::IpNet>,
+    /// IPv6 bans cover the source's network of this prefix length.
+    pub ipv6_prefix: u8,
+}
+
+impl Default for Blocklist {
+    /// No `[blocklist]`: no trap ports, and the defaults of its other keys.
+    fn default() -> Blocklist {
+        Blocklist {
+            trap_ports: Vec::new(),
+            ban_for: Blocklist::DEFAULT_BAN_FOR,
+            never: Vec::new(),
+            ipv6_prefix: Blocklist::DEFAULT_IPV6_PREFIX,
+        }
+    }
 }
 
 impl Blocklist {
+    pub const DEFAULT_BAN_FOR: Duration = Duration::from_secs(3600);
+    /// A host behind one IPv6 link usually holds a whole /64 and picks new addresses in it.
+    pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
     pub fn is_trap(&self, port: KnockPort) -> bool {
         self.trap_ports.contains(&port)
     }
 
     pub fn never_bans(&self, source: IpAddr) -> bool {
         self.never.iter().any(|net| net.contains(&source))
+    }
+
+    /// What a ban of `source` covers: an IPv4 address; for IPv6 its network of `ipv6_prefix`,
+    /// or the address alone where that network would cover a `never` source.
+    pub fn ban_scope(&self, source: IpAddr) -> ipnet::IpNet {
+        let host = ipnet::IpNet::from(source);
+        let IpAddr::V6(v6) = source else {
+            return host;
+        };
+        let Ok(net) = ipnet::Ipv6Net::new(v6, self.ipv6_prefix) else {
+            return host;
+        };
+        let net = ipnet::IpNet::V6(net.trunc());
+        let spares = |never: &ipnet::IpNet| net.contains(never) || never.contains(&net);
+        match self.never.iter().any(spares) {
+            true => host,
+            false => net,
+        }
     }
 }
 

@@ -1212,6 +1212,42 @@ fn a_blocklist_takes_trap_ports_no_door_uses() {
     );
     assert_message(
         &rejected(&format!("{base}scan = {{ distinct_ports = 8 }}\n")),
-        &["blocklist.scan: unknown key; expected one of trap_ports, ban_for, never"],
+        &["blocklist.scan: unknown key; expected one of trap_ports, ban_for, never, ipv6_prefix"],
+    );
+    assert_message(
+        &rejected(&format!(
+            "{base}trap_ports = [\"23/tcp\"]\nipv6_prefix = 8\n"
+        )),
+        &["blocklist.ipv6_prefix", "a prefix length from 16 to 128"],
+    );
+}
+
+#[test]
+fn an_ipv6_ban_covers_its_network_unless_that_covers_a_never_source() {
+    let config = |extra: &str| {
+        let text = format!("{SSH_DOOR}\n[blocklist]\ntrap_ports = [\"23/tcp\"]\n{extra}");
+        read(&text).unwrap_or_else(|e| panic!("{e}")).blocklist
+    };
+    let addr = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+    let default = config("");
+    assert_eq!(
+        default.ban_scope(addr("2001:db8:1::3")),
+        net("2001:db8:1::/64")
+    );
+    assert_eq!(default.ban_scope(addr("192.0.2.3")), net("192.0.2.3/32"));
+    let wide = config("ipv6_prefix = 48\n");
+    assert_eq!(
+        wide.ban_scope(addr("2001:db8:1:2::3")),
+        net("2001:db8:1::/48")
+    );
+    let spared = config("never = [\"2001:db8:1::2/128\"]\n");
+    assert_eq!(
+        spared.ban_scope(addr("2001:db8:1::3")),
+        net("2001:db8:1::3/128")
+    );
+    assert_eq!(
+        spared.ban_scope(addr("2001:db8:2::3")),
+        net("2001:db8:2::/64")
     );
 }

@@ -7,6 +7,7 @@
 //! active grants ([`active_grants`]), which change only on grants.
 
 pub mod active_grants;
+pub mod banned_sources;
 pub mod kernel_queue;
 
 use prometheus::{
@@ -19,6 +20,7 @@ use crate::engine::KnockResult;
 use crate::packet::PacketError;
 use crate::spa::Rejection;
 pub use active_grants::ActiveGrants;
+pub use banned_sources::BannedSources;
 use kernel_queue::KernelQueues;
 
 /// Every metric the daemon exports.
@@ -53,6 +55,8 @@ pub struct Metrics {
     pub bans_trap_port: IntCounter,
     /// The belief behind `knock_nfq_active_grants`, fed by the workers after each commit.
     pub active_grants: ActiveGrants,
+    /// The belief behind `knock_nfq_banned_sources`, fed by the workers after each ban.
+    pub banned_sources: BannedSources,
 }
 
 /// One door's counters, resolved up front.
@@ -135,6 +139,10 @@ impl Metrics {
         let active_grants = ActiveGrants::new(&config.doors, config.daemon.max_sources);
         registry
             .register(Box::new(active_grants.clone()))
+            .expect("unique metric name");
+        let banned_sources = BannedSources::new();
+        registry
+            .register(Box::new(banned_sources.clone()))
             .expect("unique metric name");
         let verdicts = counter_vec(
             &registry,
@@ -280,6 +288,7 @@ impl Metrics {
             )
             .with_label_values(&["trap_port"]),
             active_grants,
+            banned_sources,
             registry,
         }
     }

@@ -72,6 +72,15 @@ pub fn grant(source: IpAddr, target: Target) -> Option<Key> {
     }
 }
 
+/// The `blocked6_nets` interval of an IPv6 network: its first address and the first address
+/// past it (none for a network that ends at the top of the address space).
+pub fn ipv6_interval(net: ipnet::Ipv6Net) -> ([u8; 16], Option<[u8; 16]>) {
+    let start = net.network().to_bits();
+    let size = 1u128.checked_shl(128 - u32::from(net.prefix_len()));
+    let end = size.and_then(|size| start.checked_add(size));
+    (start.to_be_bytes(), end.map(u128::to_be_bytes))
+}
+
 /// One element of an interval set: a range start, or the (exclusive) end of a range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntervalElem {
@@ -173,6 +182,24 @@ mod tests {
         let mut out = [0; IFNAME_LEN];
         out[..s.len()].copy_from_slice(s.as_bytes());
         out
+    }
+
+    #[test]
+    fn an_ipv6_ban_covers_its_network_with_an_exclusive_end() {
+        let net = |s: &str| s.parse::<ipnet::Ipv6Net>().unwrap();
+        let addr = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+        assert_eq!(
+            ipv6_interval(net("2001:db8:1::/64")),
+            (addr("2001:db8:1::"), Some(addr("2001:db8:1:1::")))
+        );
+        assert_eq!(
+            ipv6_interval(net("2001:db8:1::3/128")),
+            (addr("2001:db8:1::3"), Some(addr("2001:db8:1::4")))
+        );
+        assert_eq!(
+            ipv6_interval(net("ffff:ffff:ffff:ffff::/64")),
+            (addr("ffff:ffff:ffff:ffff::"), None)
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use nftnl::{Batch, MsgType};
 
 use crate::config::{Action, Config, Door, KnockPort, Proto, ScanPolicy, Target};
@@ -389,29 +391,43 @@ impl Nft {
         self.commit(&batch)
     }
 
-    /// Bans `source` in the kernel for `ban_for` (`blocked4`/`blocked6`, dropped before
-    /// anything is queued); a ban already there is re-armed.
-    pub fn ban(&mut self, source: IpAddr, ban_for: Duration) -> Result<(), NftError> {
-        self.ban_op(source, ElemOp::Add, Some(ban_for))
+    /// Bans `scope` in the kernel for `ban_for` (an IPv4 address in `blocked4`, an IPv6 network
+    /// in `blocked6_nets`: dropped before anything is queued); a ban already there is re-armed.
+    pub fn ban(&mut self, scope: IpNet, ban_for: Duration) -> Result<(), NftError> {
+        self.ban_op(scope, ElemOp::Add, Some(ban_for))
     }
 
-    /// Lifts a ban (`knock-nfq unban`); lifting one that is not there is no error.
-    pub fn unban(&mut self, source: IpAddr) -> Result<(), NftError> {
-        self.ban_op(source, ElemOp::Destroy, None)
+    /// Lifts the bans of `scopes` (`knock-nfq unban`); lifting one that is not there is no error.
+    pub fn unban(&mut self, scopes: &[IpNet]) -> Result<(), NftError> {
+        for &scope in scopes {
+            self.ban_op(scope, ElemOp::Destroy, None)?;
+        }
+        Ok(())
     }
 
     fn ban_op(
         &mut self,
-        source: IpAddr,
+        scope: IpNet,
         op: ElemOp,
         timeout: Option<Duration>,
     ) -> Result<(), NftError> {
-        let (set, key) = match source {
-            IpAddr::V4(addr) => (sets::BLOCKED4, addr.octets().to_vec()),
-            IpAddr::V6(addr) => (sets::BLOCKED6, addr.octets().to_vec()),
-        };
         let mut batch = ElemBatch::default();
-        batch.message(&self.table_c, set, op).push(&key, 0, timeout);
+        match scope {
+            IpNet::V4(net) => batch.message(&self.table_c, sets::BLOCKED4, op).push(
+                &net.addr().octets(),
+                0,
+                timeout,
+            ),
+            IpNet::V6(net) => {
+                let message = batch.message(&self.table_c, sets::BLOCKED6_NETS, op);
+                let (start, end) = keys::ipv6_interval(net);
+                message.push(&start, 0, timeout);
+                // The start's timeout ends the range; the kernel takes none on an end element.
+                if let Some(end) = end {
+                    message.push(&end, sys::ELEM_INTERVAL_END, None);
+                }
+            }
+        }
         self.commit(&batch)
     }
 

@@ -145,9 +145,14 @@ pub const ALLOW_FWD6: SetSpec = spec(
     &[IPV6_ADDR, IPV6_ADDR, INET_PROTO, INET_SERVICE],
     flag::TIMEOUT,
 );
-/// Blocked sources (filled by the abuse-resistance features of a later release).
+/// Banned sources, each with its ban as timeout: IPv4 addresses, and IPv6 networks (interval:
+/// a ban covers the source's /64, `[blocklist] ipv6_prefix`).
 pub const BLOCKED4: SetSpec = spec("blocked4", &[IPV4_ADDR], flag::TIMEOUT);
-pub const BLOCKED6: SetSpec = spec("blocked6", &[IPV6_ADDR], flag::TIMEOUT);
+pub const BLOCKED6_NETS: SetSpec = spec(
+    "blocked6_nets",
+    &[IPV6_ADDR],
+    flag::INTERVAL | flag::TIMEOUT,
+);
 
 /// `tcp` and `udp` once the daemon has filled the other sets; while empty the ruleset drops
 /// every new TCP/UDP connection (fail closed).
@@ -172,7 +177,7 @@ pub const ALL: [SetSpec; 15] = [
     ALLOW_FWD4,
     ALLOW_FWD6,
     BLOCKED4,
-    BLOCKED6,
+    BLOCKED6_NETS,
     READY,
     RECENT4,
     RECENT6,
@@ -221,7 +226,7 @@ mod tests {
                 ("allow_fwd4", 16),
                 ("allow_fwd6", 40),
                 ("blocked4", 4),
-                ("blocked6", 16),
+                ("blocked6_nets", 16),
                 ("ready", 1),
                 ("recent4", 4),
                 ("recent6", 16),

@@ -334,6 +334,7 @@ impl Worker {
         };
         if blocklist.is_trap(port) && !blocklist.never_bans(knock.source) {
             let (before, ban_for) = (engine.tracked_sources(), blocklist.ban_for);
+            let scope = blocklist.ban_scope(knock.source);
             engine.forget(knock.source);
             let after = engine.tracked_sources();
             drop(guard);
@@ -341,7 +342,7 @@ impl Worker {
                 .metrics
                 .tracked_sources
                 .add(gauge_delta(before, after));
-            self.ban(now, knock.source, ban_for);
+            self.ban(now, scope, ban_for);
             return Decision::Now(Verdict::Drop);
         }
         if knock.proto == Proto::Udp && spa_ports.binary_search(&knock.port).is_ok() {

@@ -71,7 +71,7 @@ fn a_door_with_interfaces_counts_only_knocks_arriving_there() {
 
 #[test]
 #[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
-fn touching_a_trap_port_bans_the_source_until_unbanned_but_never_a_never_source() {
+fn touching_a_trap_port_bans_the_source_and_its_ipv6_64_until_unbanned_but_never_a_never_source() {
     require_netns!();
     let config = format!(
         "{}\n[blocklist]\ntrap_ports = [\"23/tcp\"]\nban_for = \"1h\"\nnever = [\"{OTHER4}/32\"]\n",
@@ -95,12 +95,17 @@ fn touching_a_trap_port_bans_the_source_until_unbanned_but_never_a_never_source(
     }
     assert_eq!(bans(&daemon), 2.0, "log:\n{}", daemon.log());
     assert!(set_elements(&t, "blocked4").contains(CLIENT4));
-    assert!(set_elements(&t, "blocked6").contains(CLIENT6));
-    // Banned: a correct sequence is dropped in the kernel before it reaches the daemon.
+    assert!(set_elements(&t, "blocked6_nets").contains("2001:db8:1::/64"));
+    let banned = daemon.metrics(&t.gw);
+    assert_eq!(banned.value("knock_nfq_banned_sources", &[]), 2.0);
+    // Banned: a correct sequence is dropped in the kernel before it reaches the daemon; the
+    // IPv6 ban covers the source's /64, so another address in it fares no better.
     knock_from(&t, CLIENT4, GW4, &ssh);
     knock_from(&t, CLIENT6, GW6, &ssh);
+    knock_from(&t, OTHER6, GW6, &ssh);
     assert_closed(&t, CLIENT4, &[GW_SSH4]);
     assert_closed(&t, CLIENT6, &[GW_SSH6]);
+    assert_closed(&t, OTHER6, &[GW_SSH6]);
 
     // A `never` source touches the trap and still opens its door.
     knock_from(&t, OTHER4, GW4, &["23"]);
@@ -122,4 +127,15 @@ fn touching_a_trap_port_bans_the_source_until_unbanned_but_never_a_never_source(
     knock_from(&t, CLIENT4, GW4, &ssh);
     assert_open(&t, CLIENT4, GW_SSH4, "gw");
     assert_closed(&t, CLIENT6, &[GW_SSH6]);
+
+    // Unbanning an address lifts its network's ban.
+    let out =
+        t.gw.command(daemon::BINARY)
+            .args(["unban", OTHER6, "--config", &config_path])
+            .output()
+            .expect("knock-nfq unban");
+    assert!(out.status.success(), "{out:?}");
+    assert!(!set_elements(&t, "blocked6_nets").contains("2001:db8:1::/64"));
+    knock_from(&t, CLIENT6, GW6, &ssh);
+    assert_open(&t, CLIENT6, GW_SSH6, "gw");
 }
