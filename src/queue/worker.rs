@@ -16,6 +16,7 @@ use super::ifname::{IfName, IfNames};
 use super::limit::{Backoff, ErrorStreak, Gate, RateLimit};
 use super::protected::Hook;
 use super::state::{Shard, State, gauge_delta};
+use crate::cluster::Publisher;
 use crate::config::{Action, Proto};
 use crate::engine::{Arrival, DoorEvent, Eviction, Grant, GrantSpec, KnockResult, Verdict};
 use crate::metrics::DoorMetrics;
@@ -62,6 +63,8 @@ pub struct Worker {
     /// Whether a grant was committed since the held connections were last looked up.
     recheck: Recheck,
     ifnames: IfNames,
+    /// Where committed grants go next: the other gateways, through the cluster task.
+    publisher: Publisher,
 }
 
 impl std::fmt::Debug for Worker {
@@ -86,8 +89,10 @@ impl Worker {
         nft: Nft,
         state: Arc<State>,
         stop: Arc<AtomicBool>,
+        publisher: Publisher,
     ) -> Worker {
         Worker {
+            publisher,
             num,
             queue,
             nft,
@@ -418,6 +423,7 @@ impl Worker {
             }
         }
         let committed = Instant::now();
+        let wall_committed = crate::clock::unix_now();
         let metrics = &self.state.metrics;
         metrics
             .nft_batch_seconds
@@ -431,6 +437,8 @@ impl Worker {
             let err = match &result {
                 Ok(()) => {
                     counters.grants.inc();
+                    // Committed here first; the fleet hears of it after the verdict's work.
+                    self.publisher.publish(&grant, wall_committed);
                     metrics.active_grants.record(committed, spec, source);
                     log_grant(spec, source, committed.duration_since(started));
                     continue;
