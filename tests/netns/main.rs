@@ -6,6 +6,7 @@
 mod client;
 mod fallback;
 mod first_syn;
+mod fleet;
 mod harness;
 mod limits;
 mod metrics_endpoint;

@@ -1,0 +1,403 @@
+//! The fleet: two gateways, each with its own daemon, sharing grants through a real etcd.
+//!
+//! ```text
+//!            client (bridge br0: 192.0.2.2, .4, .100-.219)
+//!             │ c1                         │ c2
+//!       wan0 192.0.2.1 [gw1]        wan0 192.0.2.11 [gw2]
+//!        cl0 198.18.0.11              cl0 198.18.0.12
+//!             │ e1                         │ e2
+//!            etcd (bridge br0: 198.18.0.1, etcd on :2379, its peer port on loopback)
+//! ```
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::process::{Child, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use knock_nfq::config::Proto;
+use knock_nfq::nft::{Attempt, Nft};
+use knock_nfq::sandbox::{self, ruleset};
+
+use crate::harness::netns::Netns;
+use crate::harness::topology::{load_ruleset, serve};
+use crate::harness::{Daemon, knock_in};
+use crate::require_netns;
+
+const GW1: &str = "192.0.2.1";
+const GW2: &str = "192.0.2.11";
+const CLIENT: &str = "192.0.2.2";
+/// A second source, for the knocks made while etcd or a daemon is away.
+const LATE: &str = "192.0.2.4";
+const ETCD: &str = "198.18.0.1";
+/// Sources of the latency measurement: 192.0.2.100 onwards.
+const BENCH_FIRST: u8 = 100;
+const BENCH_SOURCES: u8 = 120;
+const OPEN: [&str; 3] = ["7000", "8000", "9000:udp"];
+const CLOSE: [&str; 2] = ["9100", "9200"];
+
+fn config(node: &str) -> String {
+    format!(
+        r#"[daemon]
+queues = [0]
+interfaces = ["wan0"]
+metrics = "127.0.0.1:9469"
+
+[[door]]
+name = "ssh"
+sequence = ["7000:tcp", "8000:tcp", "9000:udp"]
+seq_timeout = "10s"
+tcp_flags = "syn,!ack"
+open = ["22/tcp"]
+open_for = "60s"
+max_grants_per_second = 1000
+
+[[door]]
+name = "ssh-close"
+sequence = ["9100:tcp", "9200:tcp"]
+action = "close"
+open = ["22/tcp"]
+
+[cluster]
+backend = "etcd"
+endpoints = ["http://{ETCD}:2379"]
+prefix = "/knock-nfq/"
+node = "{node}"
+"#
+    )
+}
+
+/// A real etcd in its own namespace; killed on drop (the namespace goes with it).
+struct Etcd {
+    ns: Netns,
+    data: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    fn start(ns: Netns) -> Etcd {
+        let mut etcd = Etcd {
+            ns,
+            data: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        etcd.resume();
+        etcd
+    }
+
+    /// Starts etcd on its data directory (again, after `kill`) and waits until it answers.
+    fn resume(&mut self) {
+        let client_url = format!("http://{ETCD}:2379");
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.data.path().join("etcd.log"))
+            .expect("etcd log");
+        let child = self
+            .ns
+            .command("etcd")
+            .args(["--name", "e", "--data-dir"])
+            .arg(self.data.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-cluster", "e=http://127.0.0.1:2380"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd (cargo xtask test installs etcd-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let healthy = self
+                .ns
+                .command("etcdctl")
+                .args(["--endpoints", &client_url, "endpoint", "health"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if healthy {
+                return;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "etcd did not become healthy within 20 s; its log:\n{}",
+            self.log()
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("etcd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Fleet {
+    client: Netns,
+    gw1: Netns,
+    gw2: Netns,
+    etcd: Etcd,
+    d1: Daemon,
+    d2: Daemon,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let client = Netns::create("fc");
+        let (gw1, gw2) = (Netns::create("f1"), Netns::create("f2"));
+        let etcd_ns = Netns::create("fe");
+        for ns in [&client, &etcd_ns] {
+            ns.ip(&["link", "add", "br0", "type", "bridge"]);
+            ns.ip(&["link", "set", "br0", "up"]);
+        }
+        for (gw, i, wan, cl) in [(&gw1, 1, GW1, "198.18.0.11"), (&gw2, 2, GW2, "198.18.0.12")] {
+            for (dev, peer, ns, addr) in [
+                ("wan0", format!("c{i}"), &client, wan),
+                ("cl0", format!("e{i}"), &etcd_ns, cl),
+            ] {
+                gw.ip(&[
+                    "link", "add", dev, "type", "veth", "peer", "name", &peer, "netns", &ns.name,
+                ]);
+                ns.ip(&["link", "set", &peer, "master", "br0"]);
+                ns.ip(&["link", "set", &peer, "up"]);
+                gw.ip(&["addr", "add", &format!("{addr}/24"), "dev", dev]);
+                gw.ip(&["link", "set", dev, "up"]);
+            }
+            let mode = load_ruleset(gw, ruleset::SHIPPED);
+            println!("ruleset: loaded into netns {} (mode: {mode})", gw.name);
+        }
+        serve(&gw1, 22, "gw1");
+        serve(&gw2, 22, "gw2");
+        etcd_ns.ip(&["addr", "add", &format!("{ETCD}/24"), "dev", "br0"]);
+        for last in [2, 4]
+            .into_iter()
+            .chain(BENCH_FIRST..BENCH_FIRST + BENCH_SOURCES)
+        {
+            client.ip(&["addr", "add", &format!("192.0.2.{last}/24"), "dev", "br0"]);
+        }
+        let etcd = Etcd::start(etcd_ns);
+        let d1 = Daemon::start_at_info(&gw1, &config("gw1"));
+        let d2 = Daemon::start_at_info(&gw2, &config("gw2"));
+        let fleet = Fleet {
+            client,
+            gw1,
+            gw2,
+            etcd,
+            d1,
+            d2,
+        };
+        fleet.wait_up(1.0);
+        fleet
+    }
+
+    fn wait_up(&self, value: f64) {
+        for (daemon, gw) in [(&self.d1, &self.gw1), (&self.d2, &self.gw2)] {
+            wait_for(Duration::from_secs(15), || {
+                daemon.metrics(gw).value("knock_nfq_cluster_up", &[]) == value
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "knock_nfq_cluster_up never became {value} in {}; its log:\n{}",
+                    gw.name,
+                    daemon.log()
+                )
+            });
+        }
+    }
+
+    fn knock(&self, source: &str, gw: &str, ports: &[&str]) {
+        knock_in(&self.client, source, gw, ports);
+    }
+
+    /// Knocks the open door, and returns when its last knock (a datagram) was sent.
+    fn knock_timed(&self, source: &str, gw: &str) -> Instant {
+        knock_in(&self.client, source, gw, &OPEN[..2]);
+        let source: IpAddr = source.parse().expect("literal");
+        let dest = SocketAddr::new(gw.parse().expect("literal"), 9000);
+        self.client.run(move || {
+            let socket = UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind");
+            socket.send_to(b"knock", dest).expect("send");
+            Instant::now()
+        })
+    }
+
+    /// Whether a connection from `source` to the gateway's port 22 is admitted (its greeting)
+    /// or silently dropped (`None`).
+    fn reaches(&self, source: &str, gw: &str) -> Option<String> {
+        let source: IpAddr = source.parse().expect("literal");
+        let dest = SocketAddr::new(gw.parse().expect("literal"), 22);
+        let result = self
+            .client
+            .run(move || sandbox::Session::open(source, dest, Duration::from_millis(800)));
+        match result {
+            Ok(session) => Some(session.greeting),
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => None,
+            Err(err) => panic!("{source} -> {dest}: expected admitted or dropped, got: {err}"),
+        }
+    }
+
+    fn received(&self, daemon: &Daemon, gw: &Netns, action: &str) -> f64 {
+        let label = format!("action=\"{action}\"");
+        daemon
+            .metrics(gw)
+            .value("knock_nfq_cluster_received_total", &[&label])
+    }
+}
+
+/// Polls `done` every millisecond for up to `limit`; how long it took, or `None`.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return Some(start.elapsed());
+        }
+        sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+/// Waits in `gw` until its kernel holds (`true`) or lacks the grant of `source` to port 22;
+/// when it saw it, or `None`.
+fn wait_grant(gw: &Netns, source: &str, held: bool, limit: Duration) -> Option<Instant> {
+    let source: IpAddr = source.parse().expect("literal");
+    gw.run(move || {
+        let mut nft = Nft::open("knock_nfq").expect("netlink");
+        let attempt = Attempt::Local {
+            source,
+            proto: Proto::Tcp,
+            port: 22,
+        };
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if nft.is_granted(attempt).expect("lookup") == held {
+                return Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        None
+    })
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and etcd; `cargo xtask test` runs it"]
+fn a_knock_at_one_gateway_opens_the_other_and_a_revoke_at_either_closes_both() {
+    require_netns!();
+    let f = Fleet::new();
+    assert_eq!(f.reaches(CLIENT, GW1), None);
+    assert_eq!(f.reaches(CLIENT, GW2), None);
+
+    let knocked = f.knock_timed(CLIENT, GW1);
+    let seen = wait_grant(&f.gw2, CLIENT, true, Duration::from_secs(2));
+    let took = seen.map(|seen| seen - knocked);
+    assert!(
+        took.is_some_and(|took| took < Duration::from_millis(100)),
+        "gw2 did not hold gw1's grant within 100 ms of the last knock ({took:?}); gw1's log:\n{}\ngw2's log:\n{}",
+        f.d1.log(),
+        f.d2.log()
+    );
+    assert_eq!(f.reaches(CLIENT, GW1).as_deref(), Some("gw1"));
+    assert_eq!(f.reaches(CLIENT, GW2).as_deref(), Some("gw2"));
+    assert_eq!(f.received(&f.d2, &f.gw2, "open"), 1.0);
+    // Its own grant coming back on the watch is not installed again.
+    assert_eq!(f.received(&f.d1, &f.gw1, "open"), 0.0);
+
+    f.knock(CLIENT, GW2, &CLOSE);
+    let closed = wait_grant(&f.gw1, CLIENT, false, Duration::from_secs(1));
+    assert!(closed.is_some(), "gw2's revoke did not reach gw1");
+    assert_eq!(f.reaches(CLIENT, GW1), None);
+    assert_eq!(f.reaches(CLIENT, GW2), None);
+    assert_eq!(f.received(&f.d1, &f.gw1, "close"), 1.0);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and etcd; `cargo xtask test` runs it"]
+fn without_etcd_a_gateway_opens_alone_and_the_fleet_converges_when_etcd_is_back() {
+    require_netns!();
+    let mut f = Fleet::new();
+    f.etcd.kill();
+    f.wait_up(0.0);
+
+    f.knock(LATE, GW1, &OPEN);
+    assert_eq!(f.reaches(LATE, GW1).as_deref(), Some("gw1"));
+    assert_eq!(f.reaches(LATE, GW2), None, "gw2 cannot know yet");
+    let m1 = f.d1.metrics(&f.gw1);
+    assert_eq!(m1.value("knock_nfq_cluster_up", &[]), 0.0);
+    wait_for(Duration::from_secs(5), || {
+        f.d1.metrics(&f.gw1)
+            .value("knock_nfq_cluster_publish_errors_total", &[])
+            >= 1.0
+    })
+    .expect("the failed publication is counted");
+
+    f.etcd.resume();
+    f.wait_up(1.0);
+    let converged = wait_grant(&f.gw2, LATE, true, Duration::from_secs(10));
+    assert!(
+        converged.is_some(),
+        "gw1's grant made while etcd was away never reached gw2; gw1's log:\n{}",
+        f.d1.log()
+    );
+    assert_eq!(f.reaches(LATE, GW2).as_deref(), Some("gw2"));
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and etcd; `cargo xtask test` runs it"]
+fn a_restarted_daemon_installs_the_grants_made_while_it_was_down() {
+    require_netns!();
+    let mut f = Fleet::new();
+    f.d2.kill9();
+    f.knock(CLIENT, GW1, &OPEN);
+    assert_eq!(f.reaches(CLIENT, GW1).as_deref(), Some("gw1"));
+    assert_eq!(f.reaches(CLIENT, GW2), None, "gw2's daemon is down");
+
+    f.d2.restart(&f.gw2);
+    let installed = wait_grant(&f.gw2, CLIENT, true, Duration::from_secs(10));
+    assert!(
+        installed.is_some(),
+        "the restarted gw2 did not install the live grant; its log:\n{}",
+        f.d2.log()
+    );
+    assert_eq!(f.reaches(CLIENT, GW2).as_deref(), Some("gw2"));
+    assert_eq!(f.received(&f.d2, &f.gw2, "open"), 1.0);
+}
+
+/// Last knock at gw1 → grant in gw2's kernel, for 100 sources: the figure in
+/// docs/BENCHMARKS.md. `cargo xtask test fleet_propagation -- --nocapture` prints it.
+#[test]
+#[ignore = "needs root, network namespaces and etcd; `cargo xtask test` runs it"]
+fn fleet_propagation_latency_over_100_grants() {
+    require_netns!();
+    let f = Fleet::new();
+    let mut samples = Vec::new();
+    for last in BENCH_FIRST..BENCH_FIRST + 100 {
+        let source = format!("192.0.2.{last}");
+        let knocked = f.knock_timed(&source, GW1);
+        let seen = wait_grant(&f.gw2, &source, true, Duration::from_secs(2))
+            .unwrap_or_else(|| panic!("{source}: gw2 never held the grant"));
+        samples.push(seen - knocked);
+    }
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let p99 = samples[samples.len() * 99 / 100 - 1];
+    println!(
+        "fleet propagation, last knock at gw1 -> grant in gw2's kernel, {} grants: \
+         median {median:?}, p99 {p99:?}, max {:?} (upper bounds: includes the knock's own commit)",
+        samples.len(),
+        samples[samples.len() - 1]
+    );
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+}
