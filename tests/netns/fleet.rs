@@ -33,6 +33,8 @@ const ETCD: &str = "198.18.0.1";
 /// Sources of the latency measurement: 192.0.2.100 onwards.
 const BENCH_FIRST: u8 = 100;
 const BENCH_SOURCES: u8 = 120;
+/// A source granted only briefly, while etcd is away.
+const BRIEF: &str = "192.0.2.219";
 const OPEN: [&str; 3] = ["7000", "8000", "9000:udp"];
 const CLOSE: [&str; 2] = ["9100", "9200"];
 
@@ -51,6 +53,12 @@ tcp_flags = "syn,!ack"
 open = ["22/tcp"]
 open_for = "60s"
 max_grants_per_second = 1000
+
+[[door]]
+name = "brief"
+sequence = ["7100:tcp", "7200:tcp"]
+open = ["22/tcp"]
+open_for = "1s"
 
 [[door]]
 name = "ssh-close"
@@ -330,6 +338,9 @@ fn without_etcd_a_gateway_opens_alone_and_the_fleet_converges_when_etcd_is_back(
     let mut f = Fleet::new();
     f.etcd.kill();
     f.wait_up(0.0);
+    f.knock(BRIEF, GW1, &["7100", "7200"]);
+    let brief = Instant::now();
+    assert_eq!(f.reaches(BRIEF, GW1).as_deref(), Some("gw1"));
 
     f.knock(LATE, GW1, &OPEN);
     assert_eq!(f.reaches(LATE, GW1).as_deref(), Some("gw1"));
@@ -343,6 +354,15 @@ fn without_etcd_a_gateway_opens_alone_and_the_fleet_converges_when_etcd_is_back(
     })
     .expect("the failed publication is counted");
 
+    // A daemon that starts while etcd is away starts all the same, and works alone.
+    f.d2.kill9();
+    f.d2.restart(&f.gw2);
+    assert_eq!(f.d2.metrics(&f.gw2).value("knock_nfq_cluster_up", &[]), 0.0);
+    f.knock(CLIENT, GW2, &OPEN);
+    assert_eq!(f.reaches(CLIENT, GW2).as_deref(), Some("gw2"));
+
+    // The brief grant ends while etcd is away: it must not be published late.
+    sleep(Duration::from_millis(1500).saturating_sub(brief.elapsed()));
     f.etcd.resume();
     f.wait_up(1.0);
     let converged = wait_grant(&f.gw2, LATE, true, Duration::from_secs(10));
@@ -352,6 +372,15 @@ fn without_etcd_a_gateway_opens_alone_and_the_fleet_converges_when_etcd_is_back(
         f.d1.log()
     );
     assert_eq!(f.reaches(LATE, GW2).as_deref(), Some("gw2"));
+    // ...and gw2's own grant made alone reaches gw1 the same way.
+    assert!(wait_grant(&f.gw1, CLIENT, true, Duration::from_secs(10)).is_some());
+    assert_eq!(f.reaches(CLIENT, GW1).as_deref(), Some("gw1"));
+    assert_eq!(f.reaches(BRIEF, GW1), None, "the brief grant ran out");
+    assert_eq!(
+        f.reaches(BRIEF, GW2),
+        None,
+        "an ended grant is never published"
+    );
 }
 
 #[test]
