@@ -290,6 +290,12 @@ fn example_file_shows_every_key() {
         };
         assert!(text.contains(&shown), "the example doesn't show {key}");
     }
+    // The cluster needs etcd and its TLS files: shown commented out.
+    assert!(text.contains("\n#[cluster]\n"));
+    for key in cluster::CLUSTER_KEYS {
+        let shown = format!("\n#{key} = ");
+        assert!(text.contains(&shown), "the example doesn't show cluster.{key}");
+    }
 }
 
 #[test]
