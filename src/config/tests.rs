@@ -294,7 +294,10 @@ fn example_file_shows_every_key() {
     assert!(text.contains("\n#[cluster]\n"));
     for key in cluster::CLUSTER_KEYS {
         let shown = format!("\n#{key} = ");
-        assert!(text.contains(&shown), "the example doesn't show cluster.{key}");
+        assert!(
+            text.contains(&shown),
+            "the example doesn't show cluster.{key}"
+        );
     }
 }
 
