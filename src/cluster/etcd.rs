@@ -6,17 +6,18 @@ use std::future::pending;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Certificate, Client, ConnectOptions, GetOptions, Identity, PutOptions, TlsOptions,
-    WatchOptions, WatchResponse, WatchStream, Watcher,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp, WatchOptions, WatchResponse, WatchStream, Watcher,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout};
 use tracing::{info, warn};
 
-use super::ClusterError;
 use super::mirror::{Change, Event, Mirror};
+use super::once::{Claim, ClaimRequest};
 use super::outbox::{self, Outbox, Publication, Queued};
 use super::record::{self, Record};
+use super::{ClusterError, Inbox};
 use crate::clock::unix_now;
 use crate::config::Cluster;
 use crate::metrics::ClusterMetrics;
@@ -50,6 +51,7 @@ struct Task {
     nft: Nft,
     metrics: ClusterMetrics,
     rx: mpsc::Receiver<Publication>,
+    claims: mpsc::Receiver<ClaimRequest>,
     mirror: Mirror,
     outbox: Outbox,
     link: Link,
@@ -72,7 +74,7 @@ pub async fn run(
     cluster: Cluster,
     client: Client,
     nft: Nft,
-    rx: mpsc::Receiver<Publication>,
+    inbox: Inbox,
     metrics: ClusterMetrics,
 ) {
     metrics.up.set(0);
@@ -82,7 +84,8 @@ pub async fn run(
         client,
         nft,
         metrics,
-        rx,
+        rx: inbox.publications,
+        claims: inbox.claims,
         outbox: Outbox::new(OUTBOX_CAPACITY),
         link: Link::Down {
             retry_at: Instant::now(),
@@ -123,6 +126,7 @@ impl Task {
                     Some(publication) => self.queue(publication),
                     None => return,
                 },
+                Some(claim) = self.claims.recv() => self.claim(claim).await,
                 message = next_message(&mut self.link) => self.on_watch(message),
                 () = sleep_until(wake.into()) => {}
             }
@@ -188,7 +192,7 @@ impl Task {
                     .client
                     .lease_grant(record::lease_seconds(left), None)
                     .await
-                    .map_err(request("granting a lease"))?;
+                    .map_err(request_error("granting a lease"))?;
                 let value = Record {
                     node: self.cluster.node.clone(),
                     expires_unix_ms: millis(expires),
@@ -198,16 +202,55 @@ impl Task {
                 self.client
                     .put(record::key(prefix, element), value.encode(), Some(put))
                     .await
-                    .map_err(request("writing a grant"))?;
+                    .map_err(request_error("writing a grant"))?;
             }
             Publication::Close { element } => {
                 self.client
                     .delete(record::key(prefix, element), None)
                     .await
-                    .map_err(request("deleting a revoked grant"))?;
+                    .map_err(request_error("deleting a revoked grant"))?;
             }
         }
         Ok(())
+    }
+
+    /// Answers a worker's claim; a worker that stopped waiting gets nothing, which is fine.
+    async fn claim(&mut self, request: ClaimRequest) {
+        let claim = match self.link {
+            Link::Down { .. } => Claim::Unverified,
+            Link::Up { .. } => match timed(self.create_if_absent(&request)).await {
+                Ok(true) => Claim::First,
+                Ok(false) => Claim::Used,
+                Err(err) => {
+                    self.warn("claiming a once-only use in etcd failed", &err);
+                    Claim::Unverified
+                }
+            },
+        };
+        let _ = request.reply.try_send(claim);
+    }
+
+    /// Whether `request.key` was created now (it was absent).
+    async fn create_if_absent(&mut self, request: &ClaimRequest) -> Result<bool, ClusterError> {
+        let mut put = PutOptions::new();
+        if let Some(lease) = request.lease {
+            let lease = self
+                .client
+                .lease_grant(record::lease_seconds(lease), None)
+                .await
+                .map_err(request_error("granting a lease"))?;
+            put = put.with_lease(lease.id());
+        }
+        let key = request.key.as_str();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, self.cluster.node.as_str(), Some(put))]);
+        let response = self
+            .client
+            .txn(txn)
+            .await
+            .map_err(request_error("claiming a once-only use"))?;
+        Ok(response.succeeded())
     }
 
     async fn reconnect_if_due(&mut self) {
@@ -237,7 +280,7 @@ impl Task {
             .client
             .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
             .await
-            .map_err(request("listing the grants"))?;
+            .map_err(request_error("listing the grants"))?;
         let revision = listing
             .header()
             .map_or(0, etcd_client::ResponseHeader::revision);
@@ -251,7 +294,7 @@ impl Task {
         self.client
             .watch(prefix.as_str(), Some(options))
             .await
-            .map_err(request("watching the grants"))
+            .map_err(request_error("watching the grants"))
     }
 
     fn on_watch(&mut self, message: Result<Option<WatchResponse>, etcd_client::Error>) {
@@ -358,7 +401,7 @@ async fn timed<T>(
         .map_err(|_| ClusterError::Timeout(REQUEST_TIMEOUT))?
 }
 
-fn request(what: &'static str) -> impl FnOnce(etcd_client::Error) -> ClusterError {
+fn request_error(what: &'static str) -> impl FnOnce(etcd_client::Error) -> ClusterError {
     move |source| ClusterError::Request {
         what,
         source: Box::new(source),

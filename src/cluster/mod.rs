@@ -10,7 +10,7 @@
 //! - `record`: the key layout and the value (pure).
 //! - `mirror`: other gateways' events into element changes (pure).
 //! - `outbox`: this gateway's publications, coalesced per element, with backoff (pure).
-//! - `once`: the interface for fleet-wide once-only uses (SPA nonces, TOTP steps, lines).
+//! - `once`: fleet-wide once-only uses (TOTP steps, one-time lines) claimed in etcd.
 //! - `etcd`: the task that talks to etcd and to the local sets.
 
 mod etcd;
@@ -28,6 +28,7 @@ use crate::engine::Grant;
 use crate::metrics::ClusterMetrics;
 use crate::nft::{Nft, NftError};
 pub use etcd::{connect, run};
+pub use once::{Claim, ClaimRequest};
 pub use outbox::Publication;
 pub use record::Element;
 
@@ -66,15 +67,25 @@ pub enum Publisher {
     Alone,
     Fleet {
         tx: mpsc::Sender<Publication>,
+        claims: mpsc::Sender<ClaimRequest>,
         metrics: ClusterMetrics,
+        /// `[cluster].prefix`, for the keys of claims.
+        prefix: String,
     },
+}
+
+/// What the cluster task receives from the workers.
+#[derive(Debug)]
+pub struct Inbox {
+    pub publications: mpsc::Receiver<Publication>,
+    pub claims: mpsc::Receiver<ClaimRequest>,
 }
 
 impl Publisher {
     /// Queues the publication of a committed grant's elements; `wall_now` is the commit time
     /// since the Unix epoch. Never blocks: with the channel full it is counted as an error.
     pub fn publish(&self, grant: &Grant, wall_now: Duration) {
-        let Publisher::Fleet { tx, metrics } = self else {
+        let Publisher::Fleet { tx, metrics, .. } = self else {
             return;
         };
         let spec = &grant.spec;
@@ -96,19 +107,68 @@ impl Publisher {
             }
         }
     }
+
+    /// The etcd key and lease that claim `use_` of `door`; `None` alone or for a use of
+    /// another kind than its door's.
+    pub fn claim_key(
+        &self,
+        door: &str,
+        origin: &crate::config::SequenceOrigin,
+        use_: crate::config::OnceUse,
+    ) -> Option<(String, Option<Duration>)> {
+        match self {
+            Publisher::Alone => None,
+            Publisher::Fleet { prefix, .. } => once::claim_key(prefix, door, origin, use_),
+        }
+    }
+
+    /// Claims a once-only use (already recorded locally) for the whole fleet: `key` is created
+    /// in etcd unless another gateway created it first. Waits at most
+    /// [`once::CLAIM_BUDGET`], and not at all while the cluster is down.
+    pub fn claim(&self, key: String, lease: Option<Duration>) -> Claim {
+        let Publisher::Fleet {
+            claims, metrics, ..
+        } = self
+        else {
+            return Claim::Unverified;
+        };
+        if metrics.up.get() != 1 {
+            return Claim::Unverified;
+        }
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let request = ClaimRequest { key, lease, reply };
+        if claims.try_send(request).is_err() {
+            return Claim::Unverified;
+        }
+        answer
+            .recv_timeout(once::CLAIM_BUDGET)
+            .unwrap_or(Claim::Unverified)
+    }
 }
 
-/// The publisher for the workers and the receiver for [`run`]; `Alone` without `[cluster]`.
-pub fn channel(
-    cluster: Option<&Cluster>,
-    metrics: &ClusterMetrics,
-) -> (Publisher, Option<mpsc::Receiver<Publication>>) {
+/// Claims waiting for the cluster task; beyond it a claim is unverified.
+const CLAIM_CAPACITY: usize = 256;
+
+/// The publisher for the workers and the inbox for [`run`]; `Alone` without `[cluster]`.
+pub fn channel(cluster: Option<&Cluster>, metrics: &ClusterMetrics) -> (Publisher, Option<Inbox>) {
     match cluster {
         None => (Publisher::Alone, None),
-        Some(_) => {
-            let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        Some(cluster) => {
+            let (tx, publications) = mpsc::channel(CHANNEL_CAPACITY);
+            let (claims, claim_rx) = mpsc::channel(CLAIM_CAPACITY);
             let metrics = metrics.clone();
-            (Publisher::Fleet { tx, metrics }, Some(rx))
+            let inbox = Inbox {
+                publications,
+                claims: claim_rx,
+            };
+            let prefix = cluster.prefix.clone();
+            let publisher = Publisher::Fleet {
+                tx,
+                claims,
+                metrics,
+                prefix,
+            };
+            (publisher, Some(inbox))
         }
     }
 }

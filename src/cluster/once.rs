@@ -1,48 +1,95 @@
-//! Fleet-wide once-only uses: the interface, not yet wired in.
+//! Fleet-wide once-only uses: a TOTP step or one-time line that granted at one gateway is
+//! refused at every other.
 //!
-//! Today an SPA nonce, a used TOTP step or a one-time line is recorded by the gateway that saw
-//! it ([`crate::spa::SpaState`], [`crate::once::OnceState`]), durably, before its grant. A
-//! replay of the same datagram or sequence at *another* gateway of the fleet is not rejected.
+//! A worker records the use in its local store first ([`crate::once::OnceState`], durably),
+//! so a replay at this gateway is refused without the network. Then, while the cluster is up,
+//! it asks the cluster task to *claim* the use: etcd creates `{prefix}once/{door}/{use}` only
+//! if it is absent, in one transaction (`create_revision == 0` then put), with a lease as long
+//! as the use could be replayed (a TOTP step's window; none for a one-time line). Another
+//! gateway that took it first makes it [`Claim::Used`]: no grant.
 //!
-//! The intended shape: each local store becomes one implementation of [`OnceLedger`], and a
-//! fleet ledger wraps it. `claim` first takes the use in the local store (so a replay at this
-//! gateway is refused without the network), then asks etcd to create
-//! `{prefix}once/{kind}/{door}/{id}` if it is absent, in one transaction
-//! (`Txn::when([Compare::create_revision(key, Equal, 0)]).and_then([put(key, node, lease)])`),
-//! with a lease as long as the use can be replayed (the SPA `max_age` window, the TOTP step's
-//! skew window, forever for a one-time line). `succeeded() == false` means another gateway took
-//! it first: [`Claim::Used`].
+//! This is the one place where the packet path waits on etcd, for once-only doors only and at
+//! most [`CLAIM_BUDGET`]. While the cluster is down it does not ask at all: the use is
+//! [`Claim::Unverified`] and grants on the local record alone (available, but replayable at
+//! another gateway during the partition).
 //!
-//! Unlike grants, this check must come before the grant, so it would put a network round trip
-//! (about 1 ms in a LAN, bounded by a timeout) on the path of once-only doors only. With etcd
-//! away the ledger answers [`Claim::Unverified`], and the door's policy decides: grant on the
-//! local record alone (available, replayable across gateways during the partition) or refuse
-//! (safe, the door is closed while etcd is away).
+//! SPA nonces are not claimed yet: a datagram replayed at another gateway within its
+//! `max_age` is accepted there once.
 
 use std::time::Duration;
 
-/// A use that may grant once in the whole fleet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OnceUse<'a> {
-    SpaNonce { door: &'a str, nonce: [u8; 16] },
-    TotpStep { door: &'a str, step: u64 },
-    OneTimeLine { door: &'a str, line: usize },
+use crate::config::{OnceUse as Use, SequenceOrigin};
+
+/// The longest a worker waits for etcd's answer to a claim.
+pub const CLAIM_BUDGET: Duration = Duration::from_millis(100);
+
+/// A claim for the cluster task: create `key` if absent, with a lease of `lease`.
+#[derive(Debug)]
+pub struct ClaimRequest {
+    pub key: String,
+    pub lease: Option<Duration>,
+    pub reply: std::sync::mpsc::SyncSender<Claim>,
 }
 
-/// What a ledger says about a use.
+/// The key and lease of a TOTP step or one-time line of `door`. A line is named by its number
+/// and its knocks, so gateways whose files differ never mistake one line for another.
+pub fn claim_key(
+    prefix: &str,
+    door: &str,
+    origin: &SequenceOrigin,
+    use_: Use,
+) -> Option<(String, Option<Duration>)> {
+    match (use_, origin) {
+        (Use::TotpStep(step), SequenceOrigin::Totp(t)) => {
+            // Replayable while the step is within T ± skew of someone's clock.
+            let window = t.step.saturating_mul(2 * u32::from(t.skew) + 2);
+            Some((format!("{prefix}once/{door}/step-{step}"), Some(window)))
+        }
+        (Use::OneTimeLine(number), SequenceOrigin::OneTime(one)) => {
+            let line = one.lines.iter().find(|line| line.number == number)?;
+            let knocks: Vec<String> = line.sequence.iter().map(ToString::to_string).collect();
+            let key = format!("{prefix}once/{door}/line-{number}-{}", knocks.join(","));
+            Some((key, None))
+        }
+        _ => None,
+    }
+}
+
+/// What the fleet says about a use already recorded here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// Nobody had used it: it is now recorded as used, and the grant may go ahead.
+    /// No other gateway had used it: it is now claimed, and the grant may go ahead.
     First,
-    /// Used before (here or, for a fleet ledger, at another gateway): refuse.
+    /// Another gateway used it first: refuse.
     Used,
-    /// Recorded here, but the fleet could not be asked (etcd away): the door's policy decides.
+    /// The fleet could not be asked (no cluster, etcd away, no answer within the budget): the
+    /// local record alone decides.
     Unverified,
 }
 
-/// What the local stores and a fleet ledger have in common.
-pub trait OnceLedger {
-    /// Records `once` as used if it was not, at `now` (since the Unix epoch); `replayable_for`
-    /// is how long a replay of it could still be accepted, so how long it must be remembered.
-    fn claim(&mut self, once: OnceUse<'_>, replayable_for: Duration, now: Duration) -> Claim;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KnockPort, OneTime, OneTimeLine, Proto};
+
+    #[test]
+    fn a_one_time_line_is_named_by_number_and_knocks_and_kept_without_a_lease() {
+        let knock = |port| KnockPort {
+            port,
+            proto: Proto::Tcp,
+        };
+        let origin = SequenceOrigin::OneTime(std::sync::Arc::new(OneTime {
+            file: "/var/lib/knock-nfq/ssh.seq".into(),
+            lines: vec![OneTimeLine {
+                number: 3,
+                sequence: vec![knock(7501), knock(7502)],
+            }],
+        }));
+        assert_eq!(
+            claim_key("/k/", "ssh", &origin, Use::OneTimeLine(3)),
+            Some(("/k/once/ssh/line-3-7501:tcp,7502:tcp".to_owned(), None))
+        );
+        assert_eq!(claim_key("/k/", "ssh", &origin, Use::OneTimeLine(4)), None);
+        assert_eq!(claim_key("/k/", "ssh", &origin, Use::TotpStep(4)), None);
+    }
 }

@@ -14,7 +14,7 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
-use crate::cluster::{self, ClusterError, Publication};
+use crate::cluster::{self, ClusterError, Inbox};
 use crate::config::{Config, ConfigError, Door};
 use crate::metrics::Metrics;
 use crate::nft::{Nft, NftError};
@@ -76,7 +76,7 @@ struct Daemon {
     stop: Arc<AtomicBool>,
     workers: Vec<WorkerHandle>,
     /// What the workers publish, for the cluster task; `None` without `[cluster]`.
-    cluster_rx: Option<tokio::sync::mpsc::Receiver<Publication>>,
+    cluster_rx: Option<Inbox>,
 }
 
 /// The daemon runs with a ruleset that is incomplete (an operator may queue from their own

@@ -46,7 +46,17 @@ enum Transport {
     MutualTls,
 }
 
-fn config(node: &str, pki: Option<&Pki>) -> String {
+/// The one-time door's lines, the same file at each gateway (knockd's format).
+const LINES: &str = "7501,7502\n7503,7504\n";
+
+/// `node`'s config; its state directory and one-time file go under `dir`.
+fn config(node: &str, pki: Option<&Pki>, dir: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let state = dir.join(node);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let lines = state.join("lines.seq");
+    std::fs::write(&lines, LINES).expect("one-time file");
+    std::fs::set_permissions(&lines, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let cluster = match pki {
         None => format!("endpoints = [\"http://{ETCD}:2379\"]\n"),
         Some(pki) => format!(
@@ -61,6 +71,12 @@ fn config(node: &str, pki: Option<&Pki>) -> String {
 queues = [0]
 interfaces = ["wan0"]
 metrics = "127.0.0.1:9469"
+state_dir = "{state}"
+
+[[door]]
+name = "once"
+one_time_sequences = "{lines}"
+open = ["22/tcp"]
 
 [[door]]
 name = "ssh"
@@ -87,7 +103,9 @@ open = ["22/tcp"]
 backend = "etcd"
 {cluster}prefix = "/knock-nfq/"
 node = "{node}"
-"#
+"#,
+        state = state.display(),
+        lines = lines.display(),
     )
 }
 
@@ -295,6 +313,8 @@ impl Drop for Etcd {
 }
 
 struct Fleet {
+    /// The gateways' state directories and one-time files.
+    _dir: tempfile::TempDir,
     client: Netns,
     gw1: Netns,
     gw2: Netns,
@@ -343,9 +363,11 @@ impl Fleet {
         }
         let pki = (transport == Transport::MutualTls).then(Pki::new);
         let etcd = Etcd::start(etcd_ns, pki);
-        let d1 = Daemon::start_at_info(&gw1, &config("gw1", etcd.pki.as_ref()));
-        let d2 = Daemon::start_at_info(&gw2, &config("gw2", etcd.pki.as_ref()));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d1 = Daemon::start_at_info(&gw1, &config("gw1", etcd.pki.as_ref(), dir.path()));
+        let d2 = Daemon::start_at_info(&gw2, &config("gw2", etcd.pki.as_ref(), dir.path()));
         let fleet = Fleet {
+            _dir: dir,
             client,
             gw1,
             gw2,
@@ -565,6 +587,31 @@ fn over_mutual_tls_a_knock_at_one_gateway_opens_the_other() {
     );
     assert_eq!(f.reaches(CLIENT, GW2).as_deref(), Some("gw2"));
     assert_eq!(f.received(&f.d2, &f.gw2, "open"), 1.0);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and etcd; `cargo xtask test` runs it"]
+fn a_one_time_line_used_at_one_gateway_is_refused_at_the_other() {
+    require_netns!();
+    let f = Fleet::new();
+    f.knock(CLIENT, GW1, &["7501", "7502"]);
+    assert_eq!(f.reaches(CLIENT, GW1).as_deref(), Some("gw1"));
+
+    // The same line at gw2, whose own file still holds it: the fleet says it was used.
+    f.knock(LATE, GW2, &["7501", "7502"]);
+    assert_eq!(f.reaches(LATE, GW2), None);
+    let refused = |f: &Fleet| {
+        f.d2.metrics(&f.gw2).value(
+            "knock_nfq_grants_refused_total",
+            &[r#"door="once""#, r#"reason="used""#],
+        )
+    };
+    assert_eq!(refused(&f), 1.0, "gw2's log:\n{}", f.d2.log());
+
+    // The next line is unused anywhere: it opens gw2.
+    f.knock(LATE, GW2, &["7503", "7504"]);
+    assert_eq!(f.reaches(LATE, GW2).as_deref(), Some("gw2"));
+    assert_eq!(refused(&f), 1.0);
 }
 
 /// Last knock at gw1 → grant in gw2's kernel, for 100 sources: the figure in
