@@ -10,7 +10,7 @@
 //! - `record`: the key layout and the value (pure).
 //! - `mirror`: other gateways' events into element changes (pure).
 //! - `outbox`: this gateway's publications, coalesced per element, with backoff (pure).
-//! - `once`: fleet-wide once-only uses (TOTP steps, one-time lines) claimed in etcd.
+//! - `once`: fleet-wide once-only uses (SPA nonces, TOTP steps, one-time lines) claimed in etcd.
 //! - `etcd`: the task that talks to etcd and to the local sets.
 
 mod etcd;
@@ -119,6 +119,25 @@ impl Publisher {
         match self {
             Publisher::Alone => None,
             Publisher::Fleet { prefix, .. } => once::claim_key(prefix, door, origin, use_),
+        }
+    }
+
+    /// The etcd key and lease that claim an SPA nonce of `door`; `None` alone.
+    pub fn nonce_key(
+        &self,
+        door: &str,
+        nonce: crate::spa::NonceUse,
+        unix_now: Duration,
+    ) -> Option<(String, Option<Duration>)> {
+        match self {
+            Publisher::Alone => None,
+            Publisher::Fleet { prefix, .. } => Some(once::nonce_key(
+                prefix,
+                door,
+                &nonce.nonce,
+                nonce.expires,
+                unix_now,
+            )),
         }
     }
 

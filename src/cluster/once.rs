@@ -13,8 +13,7 @@
 //! [`Claim::Unverified`] and grants on the local record alone (available, but replayable at
 //! another gateway during the partition).
 //!
-//! SPA nonces are not claimed yet: a datagram replayed at another gateway within its
-//! `max_age` is accepted there once.
+//! SPA nonces are claimed the same way, with a lease until the message is too old anyway.
 
 use std::time::Duration;
 
@@ -67,6 +66,19 @@ pub enum Claim {
     Unverified,
 }
 
+/// The key and lease of an SPA nonce of `door`, replayable until `expires` (Unix seconds).
+pub fn nonce_key(
+    prefix: &str,
+    door: &str,
+    nonce: &[u8],
+    expires: u64,
+    unix_now: Duration,
+) -> (String, Option<Duration>) {
+    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let left = Duration::from_secs(expires).saturating_sub(unix_now);
+    (format!("{prefix}once/{door}/nonce-{hex}"), Some(left))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +103,12 @@ mod tests {
         );
         assert_eq!(claim_key("/k/", "ssh", &origin, Use::OneTimeLine(4)), None);
         assert_eq!(claim_key("/k/", "ssh", &origin, Use::TotpStep(4)), None);
+    }
+
+    #[test]
+    fn a_nonce_is_kept_until_its_message_is_too_old_to_be_accepted() {
+        let (key, lease) = nonce_key("/k/", "spa", &[0xab, 0x01], 1035, Duration::from_secs(1000));
+        assert_eq!(key, "/k/once/spa/nonce-ab01");
+        assert_eq!(lease, Some(Duration::from_secs(35)));
     }
 }

@@ -57,6 +57,7 @@ fn config(node: &str, pki: Option<&Pki>, dir: &std::path::Path) -> String {
     let lines = state.join("lines.seq");
     std::fs::write(&lines, LINES).expect("one-time file");
     std::fs::set_permissions(&lines, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let spa_key = spa_key(dir);
     let cluster = match pki {
         None => format!("endpoints = [\"http://{ETCD}:2379\"]\n"),
         Some(pki) => format!(
@@ -72,6 +73,11 @@ queues = [0]
 interfaces = ["wan0"]
 metrics = "127.0.0.1:9469"
 state_dir = "{state}"
+
+[[door]]
+name = "spa"
+spa = {{ port = "62201/udp", key_file = "{spa_key}" }}
+open = ["22/tcp"]
 
 [[door]]
 name = "once"
@@ -106,7 +112,26 @@ node = "{node}"
 "#,
         state = state.display(),
         lines = lines.display(),
+        spa_key = spa_key.display(),
     )
+}
+
+/// The SPA door's key, one for the fleet, made by `knock-nfq keygen` the first time.
+fn spa_key(dir: &std::path::Path) -> std::path::PathBuf {
+    let key = dir.join("spa.key");
+    if !key.exists() {
+        let out = std::process::Command::new(crate::harness::daemon::BINARY)
+            .args(["keygen", "--output"])
+            .arg(&key)
+            .output()
+            .expect("run keygen");
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    key
 }
 
 /// A CA, etcd's server certificate (for its address) and a client certificate per gateway,
@@ -398,6 +423,46 @@ impl Fleet {
         knock_in(&self.client, source, gw, ports);
     }
 
+    /// A datagram for the SPA door, signed by our client: it is sent to a socket on the
+    /// client's loopback and kept (the message does not name the address it is sent to).
+    fn signed_datagram(&self) -> Vec<u8> {
+        let key = spa_key(self._dir.path());
+        let listener = self
+            .client
+            .run(|| UdpSocket::bind("127.0.0.1:0").expect("bind"));
+        let port = listener.local_addr().expect("address").port().to_string();
+        let out = self
+            .client
+            .command(crate::harness::daemon::BINARY)
+            .args(["spa", "127.0.0.1", "--door", "spa", "--key-file"])
+            .arg(&key)
+            .args(["--port", &port])
+            .output()
+            .expect("run the spa client");
+        assert!(
+            out.status.success(),
+            "spa: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut buf = [0u8; 512];
+        listener
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let n = listener.recv(&mut buf).expect("the client's datagram");
+        buf[..n].to_vec()
+    }
+
+    fn send_datagram(&self, source: &str, gw: &str, datagram: &[u8]) {
+        let source: IpAddr = source.parse().expect("literal");
+        let dest = SocketAddr::new(gw.parse().expect("literal"), 62201);
+        let datagram = datagram.to_vec();
+        self.client.run(move || {
+            let socket = UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind");
+            socket.send_to(&datagram, dest).expect("send");
+        });
+        sleep(Duration::from_millis(20));
+    }
+
     /// Knocks the open door, and returns when its last knock (a datagram) was sent.
     fn knock_timed(&self, source: &str, gw: &str) -> Instant {
         knock_in(&self.client, source, gw, &OPEN[..2]);
@@ -612,6 +677,39 @@ fn a_one_time_line_used_at_one_gateway_is_refused_at_the_other() {
     f.knock(LATE, GW2, &["7503", "7504"]);
     assert_eq!(f.reaches(LATE, GW2).as_deref(), Some("gw2"));
     assert_eq!(refused(&f), 1.0);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and etcd; `cargo xtask test` runs it"]
+fn an_spa_datagram_accepted_at_one_gateway_is_a_replay_at_the_other() {
+    require_netns!();
+    let f = Fleet::new();
+    let datagram = f.signed_datagram();
+    f.send_datagram(CLIENT, GW1, &datagram);
+    assert_eq!(f.reaches(CLIENT, GW1).as_deref(), Some("gw1"));
+
+    // Captured and sent on to gw2 from another address: gw2's own cache has never seen it.
+    let replayed = |f: &Fleet| {
+        f.d2.metrics(&f.gw2).value(
+            "knock_nfq_spa_rejected_total",
+            &[r#"door="spa""#, r#"reason="replayed""#],
+        )
+    };
+    assert_eq!(replayed(&f), 0.0);
+    f.send_datagram(LATE, GW2, &datagram);
+    wait_for(Duration::from_secs(2), || replayed(&f) == 1.0).unwrap_or_else(|| {
+        panic!(
+            "the replay was not refused at gw2; its log:\n{}",
+            f.d2.log()
+        )
+    });
+    assert_eq!(f.reaches(LATE, GW2), None);
+
+    // A fresh datagram opens gw2.
+    let fresh = f.signed_datagram();
+    f.send_datagram(LATE, GW2, &fresh);
+    assert_eq!(f.reaches(LATE, GW2).as_deref(), Some("gw2"));
+    assert_eq!(replayed(&f), 1.0);
 }
 
 /// Last knock at gw1 → grant in gw2's kernel, for 100 sources: the figure in
