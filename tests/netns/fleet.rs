@@ -712,6 +712,86 @@ fn an_spa_datagram_accepted_at_one_gateway_is_a_replay_at_the_other() {
     assert_eq!(replayed(&f), 1.0);
 }
 
+/// The HA pair's virtual address, held by whichever gateway keepalived makes master.
+const VIP: &str = "192.0.2.50";
+
+/// keepalived in a gateway's namespace, VRRP on `wan0`; killed on drop.
+struct Keepalived {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Keepalived {
+    fn start(gw: &Netns, name: &str, state: &str, priority: u8) -> Keepalived {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("keepalived.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n  router_id {name}\n}}\n\
+                 vrrp_instance fleet {{\n  state {state}\n  interface wan0\n  \
+                 virtual_router_id 51\n  priority {priority}\n  advert_int 1\n  \
+                 virtual_ipaddress {{\n    {VIP}/24 dev wan0\n  }}\n}}\n"
+            ),
+        )
+        .expect("write keepalived.conf");
+        let path = |file: &str| dir.path().join(file);
+        let log = std::fs::File::create(path("keepalived.log")).expect("log");
+        let child = gw
+            .command("keepalived")
+            .args(["--dont-fork", "--log-console", "--vrrp", "--use-file"])
+            .arg(&conf)
+            .arg("--pid")
+            .arg(path("keepalived.pid"))
+            .arg("--vrrp_pid")
+            .arg(path("vrrp.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn keepalived (cargo xtask test installs it)");
+        Keepalived { child, _dir: dir }
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn holds_vip(gw: &Netns) -> bool {
+    let out = gw.exec("ip", &["-4", "addr", "show", "dev", "wan0"]);
+    String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/"))
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, etcd and keepalived; `cargo xtask test` runs it"]
+fn an_ha_pair_keeps_a_knocked_source_open_when_the_virtual_address_moves() {
+    require_netns!();
+    let f = Fleet::new();
+    let _k1 = Keepalived::start(&f.gw1, "gw1", "MASTER", 150);
+    let _k2 = Keepalived::start(&f.gw2, "gw2", "BACKUP", 100);
+    wait_for(Duration::from_secs(10), || {
+        holds_vip(&f.gw1) && !holds_vip(&f.gw2)
+    })
+    .expect("gw1 becomes master and holds the virtual address");
+    assert_eq!(f.reaches(CLIENT, VIP), None);
+
+    f.knock(CLIENT, VIP, &OPEN);
+    assert_eq!(f.reaches(CLIENT, VIP).as_deref(), Some("gw1"));
+    assert!(wait_grant(&f.gw2, CLIENT, true, Duration::from_secs(1)).is_some());
+
+    // gw1's uplink fails: keepalived there drops the address, gw2 takes it over.
+    f.gw1.ip(&["link", "set", "wan0", "down"]);
+    wait_for(Duration::from_secs(10), || holds_vip(&f.gw2))
+        .expect("gw2 takes the virtual address over");
+    // The same source, no new knock: the backup admits it.
+    assert_eq!(f.reaches(CLIENT, VIP).as_deref(), Some("gw2"));
+    assert_eq!(f.reaches(LATE, VIP), None, "only the knocking source");
+}
+
 /// Last knock at gw1 → grant in gw2's kernel, for 100 sources: the figure in
 /// docs/BENCHMARKS.md. `cargo xtask test fleet_propagation -- --nocapture` prints it.
 #[test]
