@@ -368,6 +368,9 @@ pub fn check(
             }
         );
     }
+    if let Some(cluster) = &config.cluster {
+        let _ = writeln!(out, "  {}", cluster.summary());
+    }
     for door in &config.doors {
         if let Some(risk) = door.scan_risk() {
             let _ = writeln!(out, "warning: door {:?}: {risk}", door.name);

@@ -26,6 +26,12 @@
 //! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
 //!   grants with per-element timeouts, grant lookups, and reading the ruleset back for `check`.
 //!   Its unsafe code lives in `nft::sys`.
+//! - [`cluster`]: the fleet (`[cluster]`): grants published to etcd with a lease as long as
+//!   what is left of them, and other gateways' grants and revokes watched and carried out in
+//!   the local sets. Workers hand grants over a bounded channel; the packet path never waits
+//!   on etcd for them. SPA nonces, TOTP steps and one-time lines are claimed fleet-wide (an
+//!   etcd transaction, a bounded wait). Pure key layout, mirror and outbox; the etcd task in
+//!   `cluster::etcd`.
 //! - [`metrics`]: the Prometheus registry; label children resolved up front. Read at scrape
 //!   time: the kernel's queue counters (`/proc`) and the active-grants book fed by the workers.
 //! - [`clock`]: the wall clock, read at the edges (SPA timestamps, TOTP steps).
@@ -48,6 +54,7 @@
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -16,7 +16,7 @@ use super::model::{
 use super::parse::{self, FlagsError, TargetError};
 use super::tree::{Node, Table, describe};
 
-pub const TOP_KEYS: &[&str] = &["daemon", "door", "blocklist"];
+pub const TOP_KEYS: &[&str] = &["daemon", "door", "blocklist", "cluster"];
 pub const DAEMON_KEYS: &[&str] = &[
     "queues",
     "interfaces",
@@ -120,11 +120,13 @@ pub fn config(root: &Node, file: &Path) -> Result<Config> {
         Some(node) => super::blocklist::blocklist(&node, &doors)?,
         None => Blocklist::default(),
     };
+    let cluster = optional(&top, "cluster", super::cluster::cluster)?;
     Ok(Config {
         path: file.to_owned(),
         daemon,
         doors,
         blocklist,
+        cluster,
     })
 }
 

@@ -8,10 +8,12 @@
 //! - `error`: [`ConfigError`], whose `Display` is the full message for the user.
 //! - `mode`: the permission check of files the daemon trusts.
 //! - `spa`: a door's `spa` table, with its key file read and checked.
+//! - `cluster`: the `[cluster]` table (etcd endpoints, TLS files, prefix, node name).
 //! - `scan`: whether a port scan in port order can complete a door ([`ScanRisk`]).
 
 mod blocklist;
 mod build;
+mod cluster;
 mod error;
 mod mode;
 pub mod model;

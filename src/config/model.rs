@@ -14,6 +14,49 @@ pub struct Config {
     pub daemon: Daemon,
     pub doors: Vec<Door>,
     pub blocklist: Blocklist,
+    /// `[cluster]`: grants shared with other gateways; `None` works alone.
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`: the etcd cluster a fleet of gateways shares its grants through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub backend: ClusterBackend,
+    /// Client URLs, `http://` or (with `tls`) `https://`.
+    pub endpoints: Vec<String>,
+    pub tls: Option<ClusterTls>,
+    /// Every key the daemon writes or watches starts with it; it starts and ends with `/`.
+    pub prefix: String,
+    /// This gateway's name, written into what it publishes (so it skips its own).
+    pub node: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterBackend {
+    Etcd,
+}
+
+/// The CA that verifies etcd, and this gateway's client certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTls {
+    pub ca: Option<PemFile>,
+    /// Certificate, then key.
+    pub identity: Option<(PemFile, PemFile)>,
+}
+
+/// A PEM file read at load time; `Debug` shows only its path (it may hold a private key).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemFile {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for PemFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PemFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[blocklist]`: ports whose touch bans the source in the kernel.
@@ -198,7 +241,7 @@ impl fmt::Display for TcpFlags {
 }
 
 /// What a door's grant opens (or, on a close door, revokes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     /// A service on this host: `22/tcp`.
     Local { port: u16, proto: Proto },

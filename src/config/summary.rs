@@ -72,3 +72,33 @@ impl Door {
         line
     }
 }
+
+impl super::model::Cluster {
+    /// One line for `knock-nfq check`, e.g. `cluster: etcd https://10.0.0.5:2379 as gw1 under
+    /// /knock-nfq/, TLS (CA /etc/…/ca.pem, client cert /etc/…/gw1.pem)`. Key contents never.
+    pub fn summary(&self) -> String {
+        let tls = match &self.tls {
+            None => "no TLS".to_owned(),
+            Some(tls) => {
+                let mut parts = Vec::new();
+                if let Some(ca) = &tls.ca {
+                    parts.push(format!("CA {}", ca.path.display()));
+                }
+                if let Some((cert, key)) = &tls.identity {
+                    parts.push(format!(
+                        "client cert {}, key {}",
+                        cert.path.display(),
+                        key.path.display()
+                    ));
+                }
+                format!("TLS ({})", parts.join(", "))
+            }
+        };
+        format!(
+            "cluster: etcd {} as {} under {}, {tls}",
+            self.endpoints.join(" "),
+            self.node,
+            self.prefix
+        )
+    }
+}

@@ -290,6 +290,15 @@ fn example_file_shows_every_key() {
         };
         assert!(text.contains(&shown), "the example doesn't show {key}");
     }
+    // The cluster needs etcd and its TLS files: shown commented out.
+    assert!(text.contains("\n#[cluster]\n"));
+    for key in cluster::CLUSTER_KEYS {
+        let shown = format!("\n#{key} = ");
+        assert!(
+            text.contains(&shown),
+            "the example doesn't show cluster.{key}"
+        );
+    }
 }
 
 #[test]
@@ -351,7 +360,7 @@ fn unknown_key_at_top_level() {
     let message = rejected(&format!("[[doors]]\nname = \"x\"\n{SSH_DOOR}"));
     assert_eq!(
         message,
-        "test.toml: doors: unknown key; expected one of daemon, door, blocklist"
+        "test.toml: doors: unknown key; expected one of daemon, door, blocklist, cluster"
     );
 }
 
@@ -1249,5 +1258,150 @@ fn an_ipv6_ban_covers_its_network_unless_that_covers_a_never_source() {
     assert_eq!(
         spared.ban_scope(addr("2001:db8:2::3")),
         net("2001:db8:2::/64")
+    );
+}
+
+// ---- [cluster] ----
+
+const CLUSTER: &str = "[cluster]\nbackend = \"etcd\"\nnode = \"gw1\"\n";
+
+#[test]
+fn without_a_cluster_section_the_gateway_works_alone() {
+    assert_eq!(read(SSH_DOOR).unwrap().cluster, None);
+}
+
+#[test]
+fn a_cluster_section_reads_endpoints_prefix_and_node_with_the_default_prefix() {
+    let toml = format!(
+        "{SSH_DOOR}{CLUSTER}endpoints = [\"http://10.0.0.5:2379\", \"http://[fd00::6]:2379\"]\n"
+    );
+    let cluster = read(&toml)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .cluster
+        .unwrap();
+    assert_eq!(cluster.backend, ClusterBackend::Etcd);
+    assert_eq!(
+        cluster.endpoints,
+        ["http://10.0.0.5:2379", "http://[fd00::6]:2379"]
+    );
+    assert_eq!(cluster.prefix, "/knock-nfq/");
+    assert_eq!(cluster.node, "gw1");
+    assert_eq!(cluster.tls, None);
+    assert_eq!(
+        cluster.summary(),
+        "cluster: etcd http://10.0.0.5:2379 http://[fd00::6]:2379 as gw1 under /knock-nfq/, no TLS"
+    );
+}
+
+#[test]
+fn cluster_mistakes_name_the_key_and_what_was_expected() {
+    let endpoints = "endpoints = [\"http://10.0.0.5:2379\"]\n";
+    for (extra, expected) in [
+        (
+            "endpoints = [\"10.0.0.5:2379\"]\n".to_owned(),
+            "test.toml: cluster.endpoints[0]: expected an etcd client URL http://HOST:PORT or \
+             https://HOST:PORT, found \"10.0.0.5:2379\"",
+        ),
+        (
+            format!("{endpoints}prefix = \"knock\"\n"),
+            "test.toml: cluster.prefix: expected a key prefix that starts and ends with '/'",
+        ),
+        (
+            "endpoints = []\n".to_owned(),
+            "test.toml: cluster.endpoints: expected a non-empty array of etcd client URLs",
+        ),
+        (
+            format!("{endpoints}ttl = 3\n"),
+            "test.toml: cluster.ttl: unknown key; expected one of backend, endpoints",
+        ),
+    ] {
+        let message = rejected(&format!("{SSH_DOOR}{CLUSTER}{extra}"));
+        assert!(message.starts_with(expected), "{message}");
+    }
+    let message = rejected(&format!(
+        "{SSH_DOOR}[cluster]\nbackend = \"consul\"\nnode = \"a\"\n{endpoints}"
+    ));
+    assert_eq!(
+        message,
+        "test.toml: cluster.backend: expected \"etcd\", found \"consul\""
+    );
+    let message = rejected(&format!(
+        "{SSH_DOOR}[cluster]\nbackend = \"etcd\"\n{endpoints}"
+    ));
+    assert!(
+        message.starts_with("test.toml: cluster.node: missing; expected this gateway's name"),
+        "{message}"
+    );
+}
+
+/// PEM files in a directory of their own (contents are not parsed at load), the key with `mode`.
+fn tls_files(key_mode: u32) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    for name in ["ca.pem", "gw1.pem", "gw1.key"] {
+        fs::write(dir.path().join(name), "-----BEGIN X-----\n").unwrap();
+    }
+    fs::set_permissions(
+        dir.path().join("gw1.key"),
+        fs::Permissions::from_mode(key_mode),
+    )
+    .unwrap();
+    let toml = format!(
+        "ca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+        path("ca.pem"),
+        path("gw1.pem"),
+        path("gw1.key")
+    );
+    (dir, toml)
+}
+
+#[test]
+fn a_tls_key_others_may_read_is_refused_naming_the_file_its_mode_and_the_fix() {
+    let https = "endpoints = [\"https://10.0.0.5:2379\"]\n";
+    let (dir, files) = tls_files(0o600);
+    let cluster = read(&format!("{SSH_DOOR}{CLUSTER}{https}{files}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .cluster
+        .unwrap();
+    let tls = cluster.tls.as_ref().expect("TLS files");
+    assert_eq!(tls.ca.as_ref().unwrap().path, dir.path().join("ca.pem"));
+    assert!(
+        !format!("{cluster:?}").contains("BEGIN"),
+        "contents are never shown"
+    );
+    assert!(cluster.summary().ends_with(&format!(
+        "TLS (CA {0}/ca.pem, client cert {0}/gw1.pem, key {0}/gw1.key)",
+        dir.path().display()
+    )));
+
+    for mode in [0o640, 0o604] {
+        let (dir, files) = tls_files(mode);
+        let message = rejected(&format!("{SSH_DOOR}{CLUSTER}{https}{files}"));
+        let key = dir.path().join("gw1.key").display().to_string();
+        assert!(message.starts_with(&key), "{message}");
+        assert_message(
+            &message,
+            &[&format!("mode {mode:04o}"), &format!("chmod 600 {key}")],
+        );
+    }
+
+    let (_dir, files) = tls_files(0o600);
+    let message = rejected(&format!(
+        "{SSH_DOOR}{CLUSTER}endpoints = [\"http://10.0.0.5:2379\"]\n{files}"
+    ));
+    assert!(
+        message.starts_with("test.toml: cluster.endpoints: expected https:// endpoints"),
+        "{message}"
+    );
+    let cert = dir.path().join("gw1.pem");
+    let message = rejected(&format!(
+        "{SSH_DOOR}{CLUSTER}{https}cert_file = {:?}\n",
+        cert.display().to_string()
+    ));
+    assert!(
+        message
+            .starts_with("test.toml: cluster.cert_file: expected cert_file and key_file together"),
+        "{message}"
     );
 }

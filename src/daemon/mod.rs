@@ -14,6 +14,7 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
+use crate::cluster::{self, ClusterError, Inbox};
 use crate::config::{Config, ConfigError, Door};
 use crate::metrics::Metrics;
 use crate::nft::{Nft, NftError};
@@ -45,6 +46,8 @@ pub enum DaemonError {
     Spa(#[from] StoreError),
     #[error(transparent)]
     Once(#[from] OnceError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("the worker of NFQUEUE {queue} died")]
     WorkerDied { queue: u16 },
     #[error("cannot set up the runtime, threads or signal handlers")]
@@ -72,6 +75,8 @@ struct Daemon {
     state: Arc<State>,
     stop: Arc<AtomicBool>,
     workers: Vec<WorkerHandle>,
+    /// What the workers publish, for the cluster task; `None` without `[cluster]`.
+    cluster_rx: Option<Inbox>,
 }
 
 /// The daemon runs with a ruleset that is incomplete (an operator may queue from their own
@@ -102,6 +107,7 @@ impl Daemon {
         let table_handle = Some(nft.table_handle()?);
         let metrics = Metrics::new(&config);
         metrics.last_reload_success.set(unix_now());
+        let (publisher, cluster_rx) = cluster::channel(config.cluster.as_ref(), &metrics.cluster);
         rotation::report_lines_left(&metrics, &once, &config.doors);
         let state = Arc::new(State::new(
             &config,
@@ -121,6 +127,7 @@ impl Daemon {
                 Nft::open(&config.daemon.table)?,
                 Arc::clone(&state),
                 Arc::clone(&stop),
+                publisher.clone(),
             );
             workers.push(worker.spawn().map_err(DaemonError::Runtime)?);
         }
@@ -133,7 +140,21 @@ impl Daemon {
             state,
             stop,
             workers,
+            cluster_rx,
         })
+    }
+
+    /// Starts the cluster task, if there is a `[cluster]`. Only a client that cannot be set up
+    /// (a TLS file the client refuses) stops the daemon; etcd being away does not.
+    async fn start_cluster(&mut self) -> Result<(), DaemonError> {
+        let (Some(rx), Some(config)) = (self.cluster_rx.take(), self.config.cluster.clone()) else {
+            return Ok(());
+        };
+        let nft = cluster::open_sets(&self.config.daemon.table)?;
+        let client = cluster::connect(&config).await?;
+        let metrics = self.state.metrics.cluster.clone();
+        tokio::spawn(cluster::run(config, client, nft, rx, metrics));
+        Ok(())
     }
 
     async fn supervise(mut self) -> Result<(), DaemonError> {
@@ -143,6 +164,7 @@ impl Daemon {
                 .map_err(|source| DaemonError::Metrics { addr, source })?;
             tokio::spawn(http::serve(listener, self.state.metrics.clone()));
         }
+        self.start_cluster().await?;
         let signal = |kind| signal(kind).map_err(DaemonError::Runtime);
         let (mut term, mut int, mut hup) = (
             signal(SignalKind::terminate())?,
@@ -233,19 +255,27 @@ impl Daemon {
 
     fn try_reload(&mut self) -> Result<(), DaemonError> {
         let (mut config, _) = Config::load_trusted(&self.config.path)?;
-        // Bound queues, the verified table and the metrics listener change only on restart.
+        // Bound queues, the verified table, the metrics listener and the cluster change only on
+        // restart.
         let old = &self.config.daemon;
         if (
             &config.daemon.queues,
             &config.daemon.table,
             config.daemon.metrics,
             &config.daemon.state_dir,
-        ) != (&old.queues, &old.table, old.metrics, &old.state_dir)
-        {
+            &config.cluster,
+        ) != (
+            &old.queues,
+            &old.table,
+            old.metrics,
+            &old.state_dir,
+            &self.config.cluster,
+        ) {
             warn!(
-                "changes to daemon.queues, daemon.table, daemon.metrics and daemon.state_dir \
-                 take effect at the next restart"
+                "changes to daemon.queues, daemon.table, daemon.metrics, daemon.state_dir and \
+                 [cluster] take effect at the next restart"
             );
+            config.cluster.clone_from(&self.config.cluster);
             config.daemon.queues.clone_from(&old.queues);
             config.daemon.table.clone_from(&old.table);
             config.daemon.metrics = old.metrics;

@@ -57,6 +57,56 @@ pub struct Metrics {
     pub active_grants: ActiveGrants,
     /// The belief behind `knock_nfq_banned_sources`, fed by the workers after each ban.
     pub banned_sources: BannedSources,
+    /// `[cluster]` only (registered only then): see [`ClusterMetrics`].
+    pub cluster: ClusterMetrics,
+}
+
+/// The fleet's metrics; registered only when `[cluster]` is configured.
+#[derive(Debug, Clone)]
+pub struct ClusterMetrics {
+    /// `knock_nfq_cluster_up`: 1 while etcd answers and the watch runs.
+    pub up: IntGauge,
+    /// `knock_nfq_cluster_publish_errors_total`: failed publications (each retried).
+    pub publish_errors: IntCounter,
+    /// `knock_nfq_cluster_received_total{action}`: other gateways' grants carried out here.
+    pub received_open: IntCounter,
+    pub received_close: IntCounter,
+}
+
+impl ClusterMetrics {
+    fn new(registry: &Registry, config: &Config) -> ClusterMetrics {
+        let unregistered = Registry::new();
+        let registry = match config.cluster {
+            Some(_) => registry,
+            None => &unregistered,
+        };
+        let up = IntGauge::new(
+            "knock_nfq_cluster_up",
+            "1 while the etcd cluster answers and its grants are watched; 0 while this gateway \
+             works alone (its own knocks still open it).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(up.clone()))
+            .expect("unique metric name");
+        let received = counter_vec(
+            registry,
+            "knock_nfq_cluster_received_total",
+            "Grants (open) and revokes (close) of other gateways carried out in this one's sets.",
+            &["action"],
+        );
+        ClusterMetrics {
+            up,
+            publish_errors: counter(
+                registry,
+                "knock_nfq_cluster_publish_errors_total",
+                "Publications of a grant or revoke to etcd that failed (retried with backoff \
+                 while the grant lasts).",
+            ),
+            received_open: received.with_label_values(&["open"]),
+            received_close: received.with_label_values(&["close"]),
+        }
+    }
 }
 
 /// One door's counters, resolved up front.
@@ -289,6 +339,7 @@ impl Metrics {
             .with_label_values(&["trap_port"]),
             active_grants,
             banned_sources,
+            cluster: ClusterMetrics::new(&registry, config),
             registry,
         }
     }

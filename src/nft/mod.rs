@@ -75,6 +75,13 @@ impl NftError {
     }
 }
 
+/// One grant element added or removed by [`Nft::apply_elements`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementChange {
+    Add { timeout: Duration },
+    Remove,
+}
+
 /// What one message of a batch does, for error messages.
 #[derive(Debug, Clone, Copy)]
 struct Label {
@@ -384,6 +391,31 @@ impl Nft {
         let mut batch = ElemBatch::default();
         for grant in grants {
             self.add_grant(&mut batch, grant.source, &grant.spec);
+        }
+        if batch.messages.is_empty() {
+            return Ok(());
+        }
+        self.commit(&batch)
+    }
+
+    /// Adds (with a timeout) or removes single grant elements in one batch: other gateways'
+    /// grants, carried out here.
+    pub fn apply_elements(
+        &mut self,
+        changes: impl IntoIterator<Item = (IpAddr, Target, ElementChange)>,
+    ) -> Result<(), NftError> {
+        let mut batch = ElemBatch::default();
+        for (source, target, change) in changes {
+            let Some(key) = keys::grant(source, target) else {
+                continue;
+            };
+            let (op, timeout) = match change {
+                ElementChange::Add { timeout } => (ElemOp::Add, Some(timeout)),
+                ElementChange::Remove => (ElemOp::Destroy, None),
+            };
+            batch
+                .message(&self.table_c, grant_set(source, target), op)
+                .push(&key, 0, timeout);
         }
         if batch.messages.is_empty() {
             return Ok(());

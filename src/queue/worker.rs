@@ -15,6 +15,7 @@ use super::ifname::{IfName, IfNames};
 use super::limit::{Backoff, ErrorStreak, Gate, RateLimit};
 use super::protected::Hook;
 use super::state::{Shard, State, gauge_delta};
+use crate::cluster::Publisher;
 use crate::config::{Action, Proto};
 use crate::engine::{Arrival, DoorEvent, Eviction, Grant, GrantSpec, KnockResult, Verdict};
 use crate::metrics::DoorMetrics;
@@ -64,6 +65,8 @@ pub struct Worker {
     ifnames: IfNames,
     /// Drops decided but not yet sent: one batch verdict covers them.
     drops: verdict::DropBatch,
+    /// Where committed grants go next: the other gateways, through the cluster task.
+    publisher: Publisher,
 }
 
 impl std::fmt::Debug for Worker {
@@ -88,8 +91,10 @@ impl Worker {
         nft: Nft,
         state: Arc<State>,
         stop: Arc<AtomicBool>,
+        publisher: Publisher,
     ) -> Worker {
         Worker {
+            publisher,
             num,
             queue,
             nft,
@@ -402,6 +407,7 @@ impl Worker {
             }
         }
         let committed = Instant::now();
+        let wall_committed = crate::clock::unix_now();
         let metrics = &self.state.metrics;
         metrics
             .nft_batch_seconds
@@ -415,6 +421,8 @@ impl Worker {
             let err = match &result {
                 Ok(()) => {
                     counters.grants.inc();
+                    // Committed here first; the fleet hears of it after the verdict's work.
+                    self.publisher.publish(&grant, wall_committed);
                     metrics.active_grants.record(committed, spec, source);
                     log_grant(spec, source, committed.duration_since(started));
                     continue;

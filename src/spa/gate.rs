@@ -83,11 +83,19 @@ impl Rejection {
     }
 }
 
+/// The nonce a granted message used, and until when (Unix seconds) a replay of it could be
+/// accepted: what a fleet claims so that no other gateway accepts it either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonceUse {
+    pub nonce: [u8; wire::NONCE_LEN],
+    pub expires: u64,
+}
+
 /// What one datagram did. The packet itself is always dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpaOutcome {
-    /// Commit this grant (after saving the replay cache).
-    Granted(Grant),
+    /// Commit this grant (after saving the replay cache); the nonce it used up.
+    Granted(Grant, NonceUse),
     /// `door` is known once the message named a door listening on its port.
     Rejected {
         door: Option<DoorId>,
@@ -251,11 +259,17 @@ impl Gate {
         if !door.bucket.take(now_ms.unwrap_or(u64::MAX)) {
             return rejected(id, Rejection::RateLimited);
         }
-        SpaOutcome::Granted(Grant {
-            door: door.id,
-            source: grantee,
-            spec: requested_spec(&message, &door.spec),
-        })
+        SpaOutcome::Granted(
+            Grant {
+                door: door.id,
+                source: grantee,
+                spec: requested_spec(&message, &door.spec),
+            },
+            NonceUse {
+                nonce: message.nonce,
+                expires,
+            },
+        )
     }
 }
 

@@ -13,7 +13,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use gate::{Gate, Rejection, SpaOutcome};
+pub use gate::{Gate, NonceUse, Rejection, SpaOutcome};
 pub use replay::{CorruptCache, ReplayCache};
 pub use store::{REPLAY_FILE, SpaState, StoreError};
 pub use wire::{

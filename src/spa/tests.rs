@@ -166,7 +166,7 @@ fn rejected(reason: Rejection) -> SpaOutcome {
 fn a_valid_message_grants_the_sender_once_and_its_replay_is_rejected() {
     let mut fixture = Fixture::new(GrantAddress::Sender);
     let datagram = signed(&with_nonce(1));
-    let SpaOutcome::Granted(grant) = fixture.send(&datagram, NOW + 3) else {
+    let SpaOutcome::Granted(grant, _) = fixture.send(&datagram, NOW + 3) else {
         panic!("not granted");
     };
     assert_eq!((grant.door, grant.source), (0, SENDER));
@@ -214,7 +214,7 @@ fn tampered_stale_and_future_messages_are_rejected_each_with_its_reason() {
     // None of those used its nonce: the genuine message still opens.
     assert!(matches!(
         fixture.send(&signed(&with_nonce(4)), NOW),
-        SpaOutcome::Granted(_)
+        SpaOutcome::Granted(..)
     ));
 }
 
@@ -225,7 +225,7 @@ fn requested_ports_narrow_the_grant_and_others_are_refused() {
         ports: vec![SSH],
         ..with_nonce(7)
     };
-    let SpaOutcome::Granted(grant) = fixture.send(&signed(&ssh_only), NOW) else {
+    let SpaOutcome::Granted(grant, _) = fixture.send(&signed(&ssh_only), NOW) else {
         panic!("not granted");
     };
     assert_eq!(
@@ -261,7 +261,7 @@ fn a_named_address_is_granted_only_where_the_door_allows_it() {
         rejected(Rejection::AddressNotAllowed)
     );
     let mut nat = Fixture::new(GrantAddress::NamedOrSender);
-    let SpaOutcome::Granted(grant) = nat.send(&signed(&naming(10)), NOW) else {
+    let SpaOutcome::Granted(grant, _) = nat.send(&signed(&naming(10)), NOW) else {
         panic!("not granted");
     };
     assert_eq!(grant.source, named);
@@ -282,7 +282,7 @@ fn beyond_the_grant_rate_valid_messages_are_refused_and_a_full_cache_rejects() {
     for n in 20..22 {
         assert!(matches!(
             fixture.send(&signed(&with_nonce(n)), NOW),
-            SpaOutcome::Granted(_)
+            SpaOutcome::Granted(..)
         ));
     }
     assert_eq!(
@@ -338,7 +338,7 @@ fn one_door_filling_its_share_of_the_cache_leaves_another_door_open() {
             62202,
             &fresh("web", 1000)
         ),
-        SpaOutcome::Granted(_)
+        SpaOutcome::Granted(..)
     ));
 }
 
@@ -357,6 +357,6 @@ fn a_door_with_from_rejects_other_senders_after_the_mac() {
     let inside: IpAddr = "198.51.100.9".parse().unwrap();
     assert!(matches!(
         gate.on_datagram(clock, (inside, Arrival::Unknown), 62201, &datagram),
-        SpaOutcome::Granted(_)
+        SpaOutcome::Granted(..)
     ));
 }

@@ -6,6 +6,7 @@
 mod client;
 mod fallback;
 mod first_syn;
+mod fleet;
 mod flood;
 mod harness;
 mod limits;

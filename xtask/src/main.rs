@@ -8,9 +8,15 @@ use std::process::{Command, ExitCode};
 
 /// Build: libnftnl/libmnl headers. Tests: nftables, iptables (queue fallback), iproute2, and
 /// the real peers and clients (knockd and knock, nmap, nc, scapy, tcpdump), and Prometheus
-/// (`prometheus`, `promtool`) to scrape the daemon and run the dashboard's queries.
+/// (`prometheus`, `promtool`) to scrape the daemon and run the dashboard's queries. The fleet:
+/// `protoc` for the etcd client's build, a real etcd (`etcd`, `etcdctl`) and keepalived for
+/// its tests.
 const PACKAGES: &[&str] = &[
     "pkg-config",
+    "protobuf-compiler",
+    "etcd-server",
+    "etcd-client",
+    "keepalived",
     "libnftnl-dev",
     "libmnl-dev",
     "nftables",

@@ -4,6 +4,8 @@
 use tracing::{error, info};
 
 use super::Worker;
+use crate::cluster::{Claim, Publisher};
+use crate::engine::GrantSpec;
 use crate::once::Refusal;
 
 impl Worker {
@@ -19,6 +21,7 @@ impl Worker {
         let unix_now = crate::clock::unix_now();
         let state = std::sync::Arc::clone(&self.state);
         let mut once = state.once();
+        let fleet = &self.publisher;
         self.pending.retain(|(grant, counters)| {
             let spec = &grant.spec;
             let Some(use_) = spec.once else {
@@ -29,7 +32,10 @@ impl Worker {
                 return true;
             }
             let refused = &counters.refused;
-            match once.consume(&spec.origin, use_, unix_now) {
+            let consumed = once
+                .consume(&spec.origin, use_, unix_now)
+                .and_then(|()| claim_in_fleet(fleet, spec, use_));
+            match consumed {
                 Ok(()) => true,
                 Err(Refusal::Used) => {
                     if let Some(used) = &refused.used {
@@ -47,5 +53,24 @@ impl Worker {
                 }
             }
         });
+    }
+}
+
+/// Recorded here, the use is claimed for the whole fleet: one that another gateway used
+/// first is refused as used. Unverified (no cluster, or etcd away), the local record decides.
+fn claim_in_fleet(
+    fleet: &Publisher,
+    spec: &GrantSpec,
+    use_: crate::config::OnceUse,
+) -> Result<(), Refusal> {
+    let Publisher::Fleet { .. } = fleet else {
+        return Ok(());
+    };
+    let Some((key, lease)) = fleet.claim_key(&spec.door, &spec.origin, use_) else {
+        return Ok(());
+    };
+    match fleet.claim(key, lease) {
+        Claim::First | Claim::Unverified => Ok(()),
+        Claim::Used => Err(Refusal::Used),
     }
 }

@@ -1,15 +1,16 @@
 //! A datagram to an SPA port: the gate judges it; an accepted message's nonce is saved before
 //! its grant joins the packet's pending grants. The datagram itself is always dropped.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, error};
 
 use super::Worker;
+use crate::cluster::Claim;
 use crate::engine::{Arrival, Grant, KnockResult, Verdict};
 use crate::packet::{self, Packet};
 use crate::queue::limit::Gate;
-use crate::spa::{Rejection, SpaOutcome};
+use crate::spa::{NonceUse, Rejection, SpaOutcome};
 
 impl Worker {
     pub(super) fn authorize(
@@ -29,9 +30,18 @@ impl Worker {
             datagram,
         );
         let (door, reason) = match outcome {
-            SpaOutcome::Granted(grant) => match spa.save() {
+            SpaOutcome::Granted(grant, nonce) => match spa.save() {
                 Ok(()) => {
                     drop(spa);
+                    if self.claim_nonce(&grant, nonce, unix_now) == Claim::Used {
+                        let name = grant.spec.door.as_str();
+                        self.state
+                            .metrics
+                            .spa_rejected(Some(name), Rejection::Replayed)
+                            .inc();
+                        debug!(%source, door = name, "SPA datagram replayed: another gateway accepted it first");
+                        return Verdict::Drop;
+                    }
                     self.granted(grant);
                     return Verdict::Drop;
                 }
@@ -60,6 +70,14 @@ impl Worker {
         self.state.metrics.spa_rejected(name, reason).inc();
         debug!(%source, door = name.unwrap_or(""), reason = reason.label(), "SPA datagram rejected");
         Verdict::Drop
+    }
+
+    /// Saved here, the nonce is claimed for the whole fleet (see `cluster::once`).
+    fn claim_nonce(&self, grant: &Grant, nonce: NonceUse, unix_now: Duration) -> Claim {
+        match self.publisher.nonce_key(&grant.spec.door, nonce, unix_now) {
+            Some((key, lease)) => self.publisher.claim(key, lease),
+            None => Claim::Unverified,
+        }
     }
 
     /// Counts the completion and queues the grant for the commit before the verdict. The

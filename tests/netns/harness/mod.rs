@@ -87,10 +87,15 @@ open = {TARGETS}
 /// Knocks from a chosen source address, as a knock client does: a TCP knock is one SYN (a
 /// non-blocking connect, then close), a UDP knock one datagram.
 pub fn knock_from(topology: &Topology, source: &str, host: &str, ports: &[&str]) {
+    knock_in(&topology.client, source, host, ports);
+}
+
+/// [`knock_from`] from any namespace's address.
+pub fn knock_in(client: &netns::Netns, source: &str, host: &str, ports: &[&str]) {
     let source: IpAddr = source.parse().expect("literal");
     let host: IpAddr = host.parse().expect("literal");
     let ports: Vec<String> = ports.iter().map(|p| (*p).to_owned()).collect();
-    topology.client.run(move || {
+    client.run(move || {
         for port in ports {
             let (number, udp) = match port.split_once(':') {
                 Some((n, proto)) => (n.parse::<u16>().expect("port"), proto == "udp"),
