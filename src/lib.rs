@@ -20,9 +20,11 @@
 //! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into an [`engine::Knock`].
 //! - [`queue`]: the packet path. The engine sharded by source ([`queue::State`]) and the NFQUEUE
 //!   workers (nfq), one blocking thread per queue: parse, step the engine under the shard lock,
-//!   commit the grants after releasing it, send the verdict. A touched trap port bans its source
-//!   in the kernel's blocked sets. A connection to a protected service
-//!   that raced its own knock is held briefly and admitted only if the kernel holds its grant.
+//!   commit the grants after releasing it, send the verdict (drops batched into one netlink
+//!   message). A touched trap port bans its source (an IPv6 source with its /64) in the
+//!   kernel's blocked sets. A connection to a protected service that raced its own knock is
+//!   held briefly and admitted only if the kernel holds its grant. The nfq crate is a local
+//!   fork (`vendor/nfq`) that can size the queue socket's buffer and send batch verdicts.
 //! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
 //!   grants with per-element timeouts, grant lookups, and reading the ruleset back for `check`.
 //!   Its unsafe code lives in `nft::sys`.
@@ -33,7 +35,8 @@
 //!   etcd transaction, a bounded wait). Pure key layout, mirror and outbox; the etcd task in
 //!   `cluster::etcd`.
 //! - [`metrics`]: the Prometheus registry; label children resolved up front. Read at scrape
-//!   time: the kernel's queue counters (`/proc`) and the active-grants book fed by the workers.
+//!   time: the kernel's queue counters (`/proc`), and the active-grants and bans books fed by
+//!   the workers.
 //! - [`clock`]: the wall clock, read at the edges (SPA timestamps, TOTP steps).
 //! - [`persist`]: state files replaced atomically and durably (temp file, fsync, rename).
 //! - [`daemon`]: `knock-nfq run`: startup, signals and reloads, systemd notifications and

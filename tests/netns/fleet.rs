@@ -793,7 +793,7 @@ fn an_ha_pair_keeps_a_knocked_source_open_when_the_virtual_address_moves() {
 }
 
 /// Last knock at gw1 → grant in gw2's kernel, for 100 sources: the figure in
-/// docs/BENCHMARKS.md. `cargo xtask test fleet_propagation -- --nocapture` prints it.
+/// docs/BENCHMARKS.md. `cargo xtask test` runs it alone, optimized, and prints it.
 #[test]
 #[ignore = "needs root, network namespaces and etcd; `cargo xtask test` runs it"]
 fn fleet_propagation_latency_over_100_grants() {

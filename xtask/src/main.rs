@@ -60,8 +60,8 @@ fn main() -> ExitCode {
 /// Installs missing packages, then runs every test target (unit, property, docs, the fuzz
 /// targets over their corpora), then the ignored ones: the netns suite and the tests of
 /// installed peers, which need root. Without root those cannot run, and the command fails
-/// rather than pass with them skipped. A full run (no arguments) then runs the flood test alone,
-/// optimized (tests/netns/flood.rs), and ends with a short fuzz run.
+/// rather than pass with them skipped. A full run (no arguments) then runs the measuring tests
+/// alone, optimized (the flood, the fleet's propagation), and ends with a short fuzz run.
 fn test(extra: &[String]) -> Result<(), String> {
     install_packages()?;
     let (cargo_args, test_args) = split_test_args(extra);
@@ -81,27 +81,30 @@ fn test(extra: &[String]) -> Result<(), String> {
     run(Command::new(cargo())
         .args(["test", "--workspace", "--tests"])
         .args(cargo_args)
-        .args(["--", "--ignored", "--skip", FLOOD_TESTS])
+        .args(["--", "--ignored"])
+        .args(ALONE_TESTS.iter().flat_map(|name| ["--skip", name]))
         .args(test_args))?;
     if extra.is_empty() {
-        // Alone and optimized: the flood takes a core, and measures the daemon, not the build.
-        run(Command::new(cargo()).args([
-            "test",
-            "--release",
-            "--test",
-            "netns",
-            "--",
-            "--ignored",
-            "--nocapture",
-            FLOOD_TESTS,
-        ]))?;
+        // Alone and optimized: the flood takes a core; both measure the daemon, not the build.
+        run(Command::new(cargo())
+            .args([
+                "test",
+                "--release",
+                "--test",
+                "netns",
+                "--",
+                "--ignored",
+                "--nocapture",
+            ])
+            .args(ALONE_TESTS))?;
         fuzz(FUZZ_SECONDS)?;
     }
     Ok(())
 }
 
-/// The netns tests that flood the gateway (tests/netns/flood.rs).
-const FLOOD_TESTS: &str = "flood::";
+/// The netns tests that measure (a flood, tests/netns/flood.rs; the fleet's propagation
+/// latency): run alone and optimized, so that they measure the daemon, not a busy debug build.
+const ALONE_TESTS: &[&str] = &["flood::", "fleet_propagation"];
 
 const FUZZ_TARGETS: &[&str] = &["spa_decode", "packet_path", "config_load", "import_knockd"];
 /// Per target, in `cargo xtask test`.
