@@ -57,10 +57,10 @@ fn unban(args: &cli::UnbanArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config.config)?;
     let mut nft = knock_nfq::nft::Nft::open(&config.daemon.table)?;
     // The ban this config would make, and the address alone (a narrowed or older ban).
-    let scopes = [
-        config.blocklist.ban_scope(args.address),
-        args.address.into(),
-    ];
+    let mut scopes = vec![config.blocklist.ban_scope(args.address)];
+    if scopes[0] != args.address.into() {
+        scopes.push(args.address.into());
+    }
     nft.unban(&scopes)
         .with_context(|| format!("cannot lift the ban of {}", args.address))?;
     println!("{} is no longer banned", args.address);

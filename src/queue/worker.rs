@@ -27,6 +27,8 @@ mod once;
 mod spa;
 mod verdict;
 
+use verdict::Batching;
+
 /// At most one warning per this interval for receive and verdict errors...
 const ERROR_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// ...and for evictions, which a spoofed-source flood causes on every packet.
@@ -162,7 +164,11 @@ impl Worker {
         // Held connections (some may have come in just now) get their verdict too.
         for connection in self.held.take_all() {
             self.state.metrics.held_dropped.inc();
-            self.send(connection.message, Verdict::Drop, connection.received);
+            self.send(
+                connection.message,
+                (Verdict::Drop, Batching::Never),
+                connection.received,
+            );
         }
         let _ = self.queue.unbind(self.num);
     }
@@ -229,7 +235,9 @@ impl Worker {
             Decision::Now(Verdict::Drop)
         });
         let attempt = match decision {
-            Decision::Now(verdict) => return self.send(message, verdict, received),
+            Decision::Now(verdict) => {
+                return self.send(message, (verdict, Batching::Allowed), received);
+            }
             Decision::Hold(attempt) => attempt,
         };
         // A batch verdict covers every lower packet id: none may be pending behind a held one.
@@ -241,7 +249,11 @@ impl Worker {
         };
         if let Err(connection) = self.held.hold(connection) {
             self.state.metrics.held_dropped.inc();
-            self.send(connection.message, Verdict::Drop, received);
+            self.send(
+                connection.message,
+                (Verdict::Drop, Batching::Never),
+                received,
+            );
         }
     }
 
@@ -268,7 +280,11 @@ impl Worker {
             Verdict::Accept => metrics.held_admitted.inc(),
             Verdict::Drop => metrics.held_dropped.inc(),
         }
-        self.send(connection.message, verdict, connection.received);
+        self.send(
+            connection.message,
+            (verdict, Batching::Never),
+            connection.received,
+        );
     }
 
     fn decide(

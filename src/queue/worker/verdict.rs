@@ -13,6 +13,15 @@ use crate::queue::FALLBACK_MARK;
 /// Drops held back before a batch verdict is sent regardless.
 const MAX_BATCH: u32 = 64;
 
+/// Whether a drop may wait for a batch verdict. Only a packet answered as it arrives may: a
+/// batch covers every lower packet id, so it must never overtake a connection that was held
+/// (held connections are few; theirs go out one by one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Batching {
+    Allowed,
+    Never,
+}
+
 /// The drops decided but not yet sent: the highest packet id and how many.
 #[derive(Debug, Default)]
 pub(super) struct DropBatch {
@@ -29,7 +38,12 @@ impl DropBatch {
 impl Worker {
     /// Sends (or, for a drop, batches) the verdict. `verdict_seconds` is observed when the
     /// verdict is decided; a batched drop reaches the kernel at most [`MAX_BATCH`] packets later.
-    pub(super) fn send(&mut self, mut message: nfq::Message, verdict: Verdict, received: Instant) {
+    pub(super) fn send(
+        &mut self,
+        mut message: nfq::Message,
+        (verdict, batching): (Verdict, Batching),
+        received: Instant,
+    ) {
         let metrics = &self.state.metrics;
         match verdict {
             Verdict::Accept => {
@@ -51,7 +65,7 @@ impl Worker {
             .verdict_seconds
             .observe(received.elapsed().as_secs_f64());
         // A batch covers every lower id, so a held connection (a lower id) rules it out.
-        if verdict == Verdict::Drop && self.held.is_empty() {
+        if verdict == Verdict::Drop && batching == Batching::Allowed && self.held.is_empty() {
             self.drops.last_id = Some(message.get_packet_id());
             self.drops.count += 1;
             if self.drops.count >= MAX_BATCH {
