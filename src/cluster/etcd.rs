@@ -9,7 +9,7 @@ use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
     TlsOptions, Txn, TxnOp, WatchOptions, WatchResponse, WatchStream, Watcher,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout};
 use tracing::{info, warn};
 
@@ -17,7 +17,7 @@ use super::mirror::{Change, Event, Mirror};
 use super::once::{Claim, ClaimRequest};
 use super::outbox::{self, Outbox, Publication, Queued};
 use super::record::{self, Record};
-use super::{ClusterError, Inbox};
+use super::{ClusterError, Inbox, Limits};
 use crate::clock::unix_now;
 use crate::config::Cluster;
 use crate::metrics::ClusterMetrics;
@@ -52,6 +52,7 @@ struct Task {
     metrics: ClusterMetrics,
     rx: mpsc::Receiver<Publication>,
     claims: mpsc::Receiver<ClaimRequest>,
+    limits: watch::Receiver<Limits>,
     mirror: Mirror,
     outbox: Outbox,
     link: Link,
@@ -78,14 +79,16 @@ pub async fn run(
     metrics: ClusterMetrics,
 ) {
     metrics.up.set(0);
+    let limits = inbox.limits.borrow().clone();
     let mut task = Task {
-        mirror: Mirror::new(&cluster.prefix, &cluster.node),
+        mirror: Mirror::new(&cluster.prefix, &cluster.node, limits),
         cluster,
         client,
         nft,
         metrics,
         rx: inbox.publications,
         claims: inbox.claims,
+        limits: inbox.limits,
         outbox: Outbox::new(OUTBOX_CAPACITY),
         link: Link::Down {
             retry_at: Instant::now(),
@@ -127,6 +130,9 @@ impl Task {
                     None => return,
                 },
                 Some(claim) = self.claims.recv() => self.claim(claim).await,
+                Ok(()) = self.limits.changed() => {
+                    self.mirror.set_limits(self.limits.borrow_and_update().clone());
+                }
                 message = next_message(&mut self.link) => self.on_watch(message),
                 () = sleep_until(wake.into()) => {}
             }
@@ -338,23 +344,31 @@ impl Task {
     }
 
     fn apply(&mut self, changes: &[Change]) {
-        if changes.is_empty() {
+        self.refuse(changes);
+        let elements: Vec<_> = changes
+            .iter()
+            .filter_map(|change| match *change {
+                Change::Install { element, timeout } => Some((
+                    element.source,
+                    element.target,
+                    ElementChange::Add { timeout },
+                )),
+                Change::Remove { element } => {
+                    Some((element.source, element.target, ElementChange::Remove))
+                }
+                Change::Refuse { .. } => None,
+            })
+            .collect();
+        if elements.is_empty() {
             return;
         }
-        let elements = changes.iter().map(|change| match *change {
-            Change::Install { element, timeout } => (
-                element.source,
-                element.target,
-                ElementChange::Add { timeout },
-            ),
-            Change::Remove { element } => (element.source, element.target, ElementChange::Remove),
-        });
         match self.nft.apply_elements(elements) {
             Ok(()) => {
                 for change in changes {
                     match change {
                         Change::Install { .. } => self.metrics.received_open.inc(),
                         Change::Remove { .. } => self.metrics.received_close.inc(),
+                        Change::Refuse { .. } => {}
                     }
                 }
             }
@@ -362,6 +376,22 @@ impl Task {
                 "carrying out other gateways' grants failed",
                 &ClusterError::Nft(err),
             ),
+        }
+    }
+
+    /// Counts and reports peers' grants of targets no door here opens.
+    fn refuse(&mut self, changes: &[Change]) {
+        for change in changes {
+            if let Change::Refuse { element } = change {
+                self.metrics.received_refused.inc();
+                if let Gate::Report { events } = self.warnings.check(Instant::now()) {
+                    warn!(
+                        source = %element.source, target = %element.target, events,
+                        "cluster: refused another gateway's grant: no door of this gateway opens \
+                         its target (a forged record, or gateways with different doors)"
+                    );
+                }
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::limits::Limits;
 use super::record::{self, Element, Record};
 
 /// One change to this gateway's grant sets.
@@ -15,6 +16,10 @@ pub enum Change {
         timeout: Duration,
     },
     Remove {
+        element: Element,
+    },
+    /// A peer's grant of a target no door of this gateway opens: not installed, counted.
+    Refuse {
         element: Element,
     },
 }
@@ -39,17 +44,24 @@ pub enum Event<'a> {
 pub struct Mirror {
     prefix: String,
     node: String,
+    limits: Limits,
     /// Installed element → when it ends (since the Unix epoch).
     installed: HashMap<Element, Duration>,
 }
 
 impl Mirror {
-    pub fn new(prefix: &str, node: &str) -> Mirror {
+    pub fn new(prefix: &str, node: &str, limits: Limits) -> Mirror {
         Mirror {
             prefix: prefix.to_owned(),
             node: node.to_owned(),
+            limits,
             installed: HashMap::new(),
         }
+    }
+
+    /// The doors were reloaded: later records are capped by the new ones.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// One watch event at `now` (since the epoch).
@@ -68,7 +80,11 @@ impl Mirror {
             self.installed.remove(&element);
             return None;
         }
-        let timeout = record.remaining(now)?;
+        let remaining = record.remaining(now)?;
+        let Some(timeout) = self.limits.cap(element.target, remaining) else {
+            self.installed.remove(&element);
+            return Some(Change::Refuse { element });
+        };
         self.installed.insert(element, now + timeout);
         Some(Change::Install { element, timeout })
     }
@@ -114,6 +130,7 @@ impl Mirror {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::limits::tests::ssh_for_a_minute;
     use crate::config::{Proto, Target};
 
     const PREFIX: &str = "/k/";
@@ -158,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_peers_grant_is_installed_for_what_is_left_of_it_and_our_own_is_skipped() {
-        let mut mirror = Mirror::new(PREFIX, "gw2");
+        let mut mirror = Mirror::new(PREFIX, "gw2", ssh_for_a_minute());
         assert_eq!(
             put(&mut mirror, element(1), "gw1", S(1030), S(1010)),
             Some(Change::Install {
@@ -173,7 +190,7 @@ mod tests {
 
     #[test]
     fn deleting_a_live_grant_removes_it_and_a_lease_running_out_changes_nothing() {
-        let mut mirror = Mirror::new(PREFIX, "gw2");
+        let mut mirror = Mirror::new(PREFIX, "gw2", ssh_for_a_minute());
         let key = record::key(PREFIX, element(1));
         let prev = value("gw1", S(1030));
         fn delete<'a>(key: &'a str, prev: Option<&'a [u8]>) -> Event<'a> {
@@ -199,7 +216,7 @@ mod tests {
 
     #[test]
     fn a_resync_installs_what_is_live_and_takes_back_what_was_revoked_meanwhile() {
-        let mut mirror = Mirror::new(PREFIX, "gw2");
+        let mut mirror = Mirror::new(PREFIX, "gw2", ssh_for_a_minute());
         put(&mut mirror, element(1), "gw1", S(1030), S(1000));
         put(&mut mirror, element(2), "gw1", S(1005), S(1000));
         let (key3, value3) = (record::key(PREFIX, element(3)), value("gw3", S(1040)));
@@ -216,6 +233,49 @@ mod tests {
                     element: element(1)
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_peers_grant_is_capped_by_this_gateways_doors_and_one_they_never_open_is_refused() {
+        let mut mirror = Mirror::new(PREFIX, "gw2", ssh_for_a_minute());
+        // A forged record asking for a day gets the door's minute.
+        let key = record::key(PREFIX, element(1));
+        let day = Record {
+            node: "gw1".into(),
+            expires_unix_ms: (1000 + 86_400) * 1000,
+            open_for_ms: 86_400_000,
+        }
+        .encode();
+        let forged = Event::Put {
+            key: key.as_bytes(),
+            value: &day,
+        };
+        assert_eq!(
+            mirror.on_event(forged, S(1000)),
+            Some(Change::Install {
+                element: element(1),
+                timeout: S(60)
+            })
+        );
+        let web = Element {
+            target: Target::Local {
+                port: 80,
+                proto: Proto::Tcp,
+            },
+            ..element(2)
+        };
+        assert_eq!(
+            put(&mut mirror, web, "gw1", S(1030), S(1000)),
+            Some(Change::Refuse { element: web })
+        );
+        // After a reload that drops the door, 22/tcp is refused too.
+        mirror.set_limits(Limits::default());
+        assert_eq!(
+            put(&mut mirror, element(1), "gw1", S(1030), S(1010)),
+            Some(Change::Refuse {
+                element: element(1)
+            })
         );
     }
 }

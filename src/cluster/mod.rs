@@ -8,12 +8,15 @@
 //! from the next revision, so nothing is missed twice or skipped.
 //!
 //! - `record`: the key layout and the value (pure).
+//! - `limits`: what a peer's record may open here: the targets of this gateway's own doors, for
+//!   at most their `open_for` (pure).
 //! - `mirror`: other gateways' events into element changes (pure).
 //! - `outbox`: this gateway's publications, coalesced per element, with backoff (pure).
 //! - `once`: fleet-wide once-only uses (SPA nonces, TOTP steps, one-time lines) claimed in etcd.
 //! - `etcd`: the task that talks to etcd and to the local sets.
 
 mod etcd;
+mod limits;
 mod mirror;
 pub mod once;
 mod outbox;
@@ -21,13 +24,14 @@ mod record;
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::{Action, Cluster};
 use crate::engine::Grant;
 use crate::metrics::ClusterMetrics;
 use crate::nft::{Nft, NftError};
 pub use etcd::{connect, run};
+pub use limits::Limits;
 pub use once::{Claim, ClaimRequest};
 pub use outbox::Publication;
 pub use record::Element;
@@ -79,6 +83,8 @@ pub enum Publisher {
 pub struct Inbox {
     pub publications: mpsc::Receiver<Publication>,
     pub claims: mpsc::Receiver<ClaimRequest>,
+    /// The doors' [`Limits`], sent anew at each reload.
+    pub limits: watch::Receiver<Limits>,
 }
 
 impl Publisher {
@@ -169,7 +175,12 @@ impl Publisher {
 const CLAIM_CAPACITY: usize = 256;
 
 /// The publisher for the workers and the inbox for [`run`]; `Alone` without `[cluster]`.
-pub fn channel(cluster: Option<&Cluster>, metrics: &ClusterMetrics) -> (Publisher, Option<Inbox>) {
+/// `limits` carries the doors' [`Limits`] to the cluster task.
+pub fn channel(
+    cluster: Option<&Cluster>,
+    metrics: &ClusterMetrics,
+    limits: &watch::Sender<Limits>,
+) -> (Publisher, Option<Inbox>) {
     match cluster {
         None => (Publisher::Alone, None),
         Some(cluster) => {
@@ -179,6 +190,7 @@ pub fn channel(cluster: Option<&Cluster>, metrics: &ClusterMetrics) -> (Publishe
             let inbox = Inbox {
                 publications,
                 claims: claim_rx,
+                limits: limits.subscribe(),
             };
             let prefix = cluster.prefix.clone();
             let publisher = Publisher::Fleet {

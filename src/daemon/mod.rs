@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::cluster::{self, ClusterError, Inbox};
+use crate::cluster::{self, ClusterError, Inbox, Limits};
 use crate::config::{Config, ConfigError, Door};
 use crate::metrics::Metrics;
 use crate::nft::{Nft, NftError};
@@ -77,6 +78,8 @@ struct Daemon {
     workers: Vec<WorkerHandle>,
     /// What the workers publish, for the cluster task; `None` without `[cluster]`.
     cluster_rx: Option<Inbox>,
+    /// What other gateways' grants may open here, sent to the cluster task at each reload.
+    cluster_limits: watch::Sender<Limits>,
 }
 
 /// The daemon runs with a ruleset that is incomplete (an operator may queue from their own
@@ -107,7 +110,9 @@ impl Daemon {
         let table_handle = Some(nft.table_handle()?);
         let metrics = Metrics::new(&config);
         metrics.last_reload_success.set(unix_now());
-        let (publisher, cluster_rx) = cluster::channel(config.cluster.as_ref(), &metrics.cluster);
+        let cluster_limits = watch::Sender::new(Limits::of(&config.doors));
+        let (publisher, cluster_rx) =
+            cluster::channel(config.cluster.as_ref(), &metrics.cluster, &cluster_limits);
         rotation::report_lines_left(&metrics, &once, &config.doors);
         let state = Arc::new(State::new(
             &config,
@@ -141,6 +146,7 @@ impl Daemon {
             stop,
             workers,
             cluster_rx,
+            cluster_limits,
         })
     }
 
@@ -297,6 +303,7 @@ impl Daemon {
         }
         filled?;
         rotation::report_lines_left(&self.state.metrics, &self.state.once(), &config.doors);
+        self.cluster_limits.send_replace(Limits::of(&config.doors));
         self.config = config;
         self.engine_doors = engine_doors;
         Ok(())

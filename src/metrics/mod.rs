@@ -71,6 +71,8 @@ pub struct ClusterMetrics {
     /// `knock_nfq_cluster_received_total{action}`: other gateways' grants carried out here.
     pub received_open: IntCounter,
     pub received_close: IntCounter,
+    /// `action="refused"`: their target is opened by no door of this gateway.
+    pub received_refused: IntCounter,
 }
 
 impl ClusterMetrics {
@@ -92,7 +94,8 @@ impl ClusterMetrics {
         let received = counter_vec(
             registry,
             "knock_nfq_cluster_received_total",
-            "Grants (open) and revokes (close) of other gateways carried out in this one's sets.",
+            "Grants (open) and revokes (close) of other gateways carried out in this one's sets; \
+             refused: grants of a target no door of this gateway opens.",
             &["action"],
         );
         ClusterMetrics {
@@ -105,6 +108,7 @@ impl ClusterMetrics {
             ),
             received_open: received.with_label_values(&["open"]),
             received_close: received.with_label_values(&["close"]),
+            received_refused: received.with_label_values(&["refused"]),
         }
     }
 }

@@ -319,6 +319,23 @@ impl Etcd {
         );
     }
 
+    /// Writes a key as anyone holding an etcd credential could (plain transport only).
+    fn put(&self, key: &str, value: &str) {
+        let out = self
+            .ns
+            .command("etcdctl")
+            .args([
+                "--endpoints",
+                &format!("http://{ETCD}:2379"),
+                "put",
+                key,
+                value,
+            ])
+            .output()
+            .expect("run etcdctl");
+        assert!(out.status.success(), "etcdctl put {key}: {out:?}");
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -561,6 +578,59 @@ fn a_knock_at_one_gateway_opens_the_other_and_a_revoke_at_either_closes_both() {
     assert_eq!(f.reaches(CLIENT, GW1), None);
     assert_eq!(f.reaches(CLIENT, GW2), None);
     assert_eq!(f.received(&f.d1, &f.gw1, "close"), 1.0);
+}
+
+/// The timeout of `source`'s 22/tcp element in `gw`'s allow4 set, as the kernel holds it.
+fn element_timeout(gw: &Netns, source: &str) -> Option<u64> {
+    let out = gw
+        .command("nft")
+        .args(["-j", "list", "set", "inet", "knock_nfq", "allow4"])
+        .output()
+        .expect("run nft");
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j output");
+    let set = listing["nftables"]
+        .as_array()?
+        .iter()
+        .find_map(|item| item.get("set"))?;
+    set["elem"].as_array()?.iter().find_map(|elem| {
+        let elem = &elem["elem"];
+        let key = elem["val"]["concat"].as_array()?;
+        (key[0] == source && key[2] == 22).then(|| elem["timeout"].as_u64())?
+    })
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and etcd; `cargo xtask test` runs it"]
+fn a_forged_record_opens_only_what_a_door_opens_and_for_no_longer() {
+    require_netns!();
+    let f = Fleet::new();
+    let day_ms = 86_400_000u64;
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let forged = format!(
+        r#"{{"node":"mallory","expires_unix_ms":{},"open_for_ms":{day_ms}}}"#,
+        now_ms + day_ms
+    );
+    // No door opens 80/tcp; the longest door opening 22/tcp lasts 60 s.
+    f.etcd
+        .put(&format!("/knock-nfq/grants/{LATE}/80/tcp"), &forged);
+    f.etcd
+        .put(&format!("/knock-nfq/grants/{LATE}/22/tcp"), &forged);
+    let both = wait_for(Duration::from_secs(2), || {
+        f.received(&f.d1, &f.gw1, "refused") == 1.0 && f.received(&f.d1, &f.gw1, "open") == 1.0
+    });
+    assert!(both.is_some(), "gw1's log:\n{}", f.d1.log());
+    let timeout = element_timeout(&f.gw1, LATE);
+    assert!(
+        timeout.is_some_and(|t| t <= 60),
+        "the forged day-long grant should be capped at 60 s: {timeout:?}"
+    );
+    assert!(f.d1.log().contains("refused another gateway's grant"));
 }
 
 #[test]
