@@ -231,6 +231,9 @@ fn the_dashboard_shows_every_metric_family_operators_need() {
         "knock_nfq_last_reload_success_timestamp_seconds",
         "knock_nfq_bans_total",
         "knock_nfq_banned_sources",
+        "knock_nfq_cluster_up",
+        "knock_nfq_cluster_received_total",
+        "knock_nfq_cluster_publish_errors_total",
     ] {
         assert!(used.contains(name), "the dashboard does not show {name}");
     }

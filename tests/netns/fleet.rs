@@ -20,8 +20,10 @@ use knock_nfq::nft::{Attempt, Nft};
 use knock_nfq::sandbox::{self, ruleset};
 
 use crate::harness::netns::Netns;
+use crate::harness::prometheus::{self, Prometheus};
 use crate::harness::topology::{load_ruleset, serve};
 use crate::harness::{Daemon, knock_in};
+use crate::ops::dashboard;
 use crate::require_netns;
 
 const GW1: &str = "192.0.2.1";
@@ -578,6 +580,42 @@ fn a_knock_at_one_gateway_opens_the_other_and_a_revoke_at_either_closes_both() {
     assert_eq!(f.reaches(CLIENT, GW1), None);
     assert_eq!(f.reaches(CLIENT, GW2), None);
     assert_eq!(f.received(&f.d1, &f.gw1, "close"), 1.0);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, etcd and Prometheus; `cargo xtask test` runs it"]
+fn the_dashboards_fleet_panels_show_a_peers_grant() {
+    require_netns!();
+    if let Some(why) = prometheus::unavailable() {
+        panic!("cannot run: {why}");
+    }
+    let f = Fleet::new();
+    let server = Prometheus::start(&f.gw2, "127.0.0.1:9469");
+    let open = r#"knock_nfq_cluster_received_total{action="open"}"#;
+    let scrape_wait = Duration::from_secs(15);
+    server.wait_for_value(&f.gw2, open, 0.0, scrape_wait);
+    f.knock(CLIENT, GW1, &OPEN);
+    server.wait_for_value(&f.gw2, open, 1.0, scrape_wait);
+    server.wait_for_value(&f.gw2, "knock_nfq_cluster_up", 1.0, scrape_wait);
+
+    let board = dashboard::load();
+    let fleet: Vec<String> = dashboard::queries(&board)
+        .into_iter()
+        .filter(|q| dashboard::fleet_only(q))
+        .collect();
+    assert!(
+        fleet.len() >= 3,
+        "the dashboard has no fleet panels: {fleet:?}"
+    );
+    for query in fleet {
+        let promql = dashboard::substitute(&query);
+        let answer = server.query(&f.gw2, &promql);
+        assert_eq!(answer["status"], "success", "{promql}: {answer}");
+        let result = answer["data"]["result"]
+            .as_array()
+            .expect("a result vector");
+        assert!(!result.is_empty(), "{promql} returned no data");
+    }
 }
 
 /// The timeout of `source`'s 22/tcp element in `gw`'s allow4 set, as the kernel holds it.

@@ -40,6 +40,14 @@ pub fn queries(dashboard: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Whether a query shows the fleet's metrics, which a daemon exports only with `[cluster]`:
+/// the fleet tests check those panels, the others the rest.
+pub fn fleet_only(query: &str) -> bool {
+    metric_names(query)
+        .iter()
+        .any(|name| name.starts_with("knock_nfq_cluster_"))
+}
+
 /// The template variables' queries (`label_values(...)`).
 pub fn variable_queries(dashboard: &Value) -> Vec<String> {
     dashboard["templating"]["list"]
