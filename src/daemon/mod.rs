@@ -57,7 +57,10 @@ pub enum DaemonError {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), DaemonError> {
+    // Blocking threads serve only name lookups of etcd endpoints; tokio's default of 512 could
+    // run into the unit's TasksMax when endpoints are hostnames and the resolver is slow.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(4)
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
