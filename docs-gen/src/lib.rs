@@ -67,9 +67,9 @@ pub fn generate(out: &Path) -> Result<Vec<PathBuf>, DocsError> {
 
 /// The completion script for `shell`.
 pub fn completion(shell: Shell) -> Vec<u8> {
-    // clap_complete's bash script never matches a subcommand of a binary whose name has a
-    // hyphen (clap-rs/clap#6421: the loop and the case arms escape it differently): generate
-    // it for `knock_nfq`, and register its function for the real name.
+    // For a binary whose name has a hyphen, clap_complete's bash script completes nothing
+    // after a subcommand (clap-rs/clap#6421: its loop and its case arms escape the name
+    // differently): generate it for `knock_nfq`, and register its function for the real name.
     let generated_as = match shell {
         Shell::Bash => BASH_NAME,
         _ => BIN,
