@@ -53,6 +53,9 @@
 //! - [`demo`]: `knock-nfq demo`, the whole product on a [`sandbox`], narrated step by step.
 //!
 //! The binary (`main.rs`) only parses arguments, loads the config, sets up tracing and calls in.
+//! Beside this crate: `xtask` (project tasks; it never depends on this crate) and `docs-gen`
+//! (`knock-nfq-docs`: the man pages and shell completions from [`cli::Cli`], and the
+//! hand-written `docs/man/knock-nfq.toml.5`, whose keys `config` checks in its tests).
 
 pub mod cli;
 pub mod client;

@@ -162,7 +162,71 @@ const FIXTURES: &[Expected] = &[
             "[mail]: its ports are in increasing order and it is not strict",
         ],
     },
+    Expected {
+        file: "per-door-target.conf",
+        interfaces: &["eth0"],
+        doors: &[
+            "openSSH-admin: 7000:tcp 9000:tcp 8000:tcp within 10s, flags syn,!ack -> open 22/tcp \
+             for 1h",
+            "openIMAP: 4000:tcp 4002:tcp 4001:tcp within 25s -> open 993/tcp for 1h",
+        ],
+        not_translated: &[
+            (
+                "openConsole-public",
+                "it has the sequence of [openSSH-admin], and knockd told them apart by Target \
+                 (192.0.2.1 there, 203.0.113.1 here); a knock-nfq door has no destination \
+                 address, so these knocks would open both doors",
+            ),
+            (
+                "openVPN-byname",
+                "its Target = gw.example.org is not an IP address: knockd compares it with each \
+                 knock's destination address, so this door never opened",
+            ),
+        ],
+        warnings: &[
+            "[openSSH-admin]: knockd's grant had no end",
+            "[openSSH-admin]: Target = 192.0.2.1 was dropped: knockd counted only knocks sent \
+             to 192.0.2.1; a knock-nfq door has no destination address",
+            "[openIMAP]: knockd's grant had no end",
+        ],
+    },
 ];
+
+/// knockd's only per-door address rule, `Target`, has no knock-nfq key: the import writes no
+/// `from` or `interfaces` for it (those filter the knocker and the arrival interface), and the
+/// door's comment says how to narrow it by hand.
+#[test]
+fn a_per_door_target_becomes_a_note_and_no_door_rule() {
+    let import = import("per-door-target.conf");
+    let door = import
+        .toml
+        .split("\n[[door]]\nname = \"openSSH-admin\"\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_else(|| panic!("no openSSH-admin door:\n{}", import.toml));
+    assert_eq!(
+        door,
+        "sequence = [\"7000:tcp\", \"9000:tcp\", \"8000:tcp\"]\nseq_timeout = \"10s\"\n\
+         tcp_flags = \"syn,!ack\"\nopen = [\"22/tcp\"]\nopen_for = \"1h\""
+    );
+    let above = import
+        .toml
+        .split("name = \"openSSH-admin\"")
+        .next()
+        .unwrap();
+    let above = above.replace("\n# ", " ");
+    assert!(
+        above.contains("add interfaces = [\"THAT-INTERFACE\"] to the door"),
+        "{}",
+        import.toml
+    );
+    assert!(!import.toml.contains("\nfrom = "), "{}", import.toml);
+    assert_eq!(
+        import.toml.matches("\ninterfaces = ").count(),
+        1,
+        "[daemon] only"
+    );
+}
 
 /// The one-time door loads once its file is where the config says (it is read at load).
 #[test]

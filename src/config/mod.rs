@@ -26,6 +26,8 @@ mod summary;
 mod tree;
 
 #[cfg(test)]
+mod man_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fs;

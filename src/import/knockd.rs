@@ -223,6 +223,15 @@ fn door_directive(
         "CMD_TIMEOUT" => door.cmd_timeout = Some(seconds(value, line)?),
         "TARGET" => door.target = Some(text),
         "KEY" => door.totp = Some(TotpKey),
+        // knockd listens on one interface for every door: it refuses this key in a door.
+        "INTERFACE" => {
+            return Err(line.error(format!(
+                "Interface in [{}]: knockd takes Interface only in [options] (one interface \
+                 for every door) and refuses it here; move it to [options], or after the \
+                 import give the knock-nfq door interfaces = [\"{value}\"]",
+                door.name
+            )));
+        }
         _ => {
             return Err(line.error(format!(
                 "unknown key {key:?} in [{}]; knockd knows {DOOR_KEYS}",

@@ -135,6 +135,13 @@ fn what_knockd_refuses_is_an_error_with_the_line() {
              Target, Key",
         ),
         (
+            "[ssh]\nsequence = 7000\nInterface = wan0\n",
+            "/etc/knockd.conf:3: not a valid knockd.conf: Interface in [ssh]: knockd takes \
+             Interface only in [options] (one interface for every door) and refuses it here; \
+             move it to [options], or after the import give the knock-nfq door interfaces = \
+             [\"wan0\"]",
+        ),
+        (
             "[ssh]\nsequence = 7000,70000\n",
             "/etc/knockd.conf:2: not a valid knockd.conf: sequence: \"70000\" is not \
              PORT[:tcp|udp] with PORT 1-65535",
@@ -507,4 +514,63 @@ fn the_output_advises_strict_and_marks_the_door_a_scan_opens() {
         import.toml
     );
     assert!(!door.contains("strict"), "knockd had no strict: {door}");
+}
+
+const OPEN_22: &str = "command = iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n";
+const OPEN_80: &str = "command = iptables -A INPUT -s %IP% -p tcp --dport 80 -j ACCEPT\n";
+
+#[test]
+fn a_target_address_is_kept_as_a_warning_and_a_name_leaves_the_door_a_comment() {
+    let part = one_door(&format!(
+        "sequence = 7000,9000\ntarget = 2001:db8::1\n{OPEN_22}"
+    ));
+    assert_eq!(part.outcome, Outcome::Translated);
+    let target: Vec<&str> = (warnings_of(&part).into_iter())
+        .filter(|w| w.starts_with("Target = 2001:db8::1 was dropped"))
+        .collect();
+    assert_eq!(target.len(), 1, "{:?}", part.notes);
+    assert!(target[0].contains("add interfaces = [\"THAT-INTERFACE\"] to the door"));
+    let part = one_door(&format!(
+        "sequence = 7000,9000\ntarget = gw.example.org\n{OPEN_22}"
+    ));
+    assert_eq!(
+        part.outcome,
+        Outcome::NotTranslated(
+            "its Target = gw.example.org is not an IP address: knockd compares it with each \
+             knock's destination address, so this door never opened"
+                .into()
+        )
+    );
+}
+
+#[test]
+fn doors_knockd_told_apart_only_by_target_are_not_merged() {
+    // One door without Target, one with: knockd opened one per destination, knock-nfq both.
+    let t = translate(conf(&format!(
+        "[lan]\nsequence = 7000,9000\n{OPEN_22}\
+         [wan]\nsequence = 7000,9000\ntarget = 203.0.113.1\n{OPEN_80}"
+    )));
+    assert_eq!(t.doors[0].outcome, Outcome::Translated);
+    let Outcome::NotTranslated(reason) = &t.doors[1].outcome else {
+        panic!("[wan] translated: {:?}", t.doors[1].draft);
+    };
+    assert!(
+        reason.starts_with(
+            "it has the sequence of [lan], and knockd told them apart by Target (any address \
+             there, 203.0.113.1 here)"
+        ),
+        "{reason}"
+    );
+    // The same Target, or none on both: knockd opened both doors on these knocks too.
+    for target in ["", "target = 203.0.113.1\n"] {
+        let t = translate(conf(&format!(
+            "[a]\nsequence = 7000,9000\n{target}{OPEN_22}\
+             [b]\nsequence = 7000,9000\n{target}{OPEN_80}"
+        )));
+        assert!(
+            t.doors.iter().all(|d| d.outcome == Outcome::Translated),
+            "{target:?}: {:?}",
+            t.doors.iter().map(|d| &d.outcome).collect::<Vec<_>>()
+        );
+    }
 }

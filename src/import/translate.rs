@@ -107,6 +107,7 @@ pub fn translate(conf: KnockdConf) -> Translation {
         .iter()
         .map(|door| door_part(door, &mut names))
         .collect();
+    same_knocks_other_target(&mut doors);
     validate(&interfaces, &mut doors);
     Translation {
         conf,
@@ -204,18 +205,66 @@ fn fill(part: &mut DoorPart) -> Result<(), String> {
         }
         Err(_) => knockd.tcp_flags.as_deref().map(str::to_ascii_lowercase),
     };
-    if let Some(target) = &knockd.target {
-        part.notes.push(Note::warning(format!(
-            "Target = {target} was dropped: knock-nfq counts knocks sent to any address of \
-             the guarded interfaces"
-        )));
-    }
     let grant = start_grant(&knockd);
     if let Ok(grant) = &grant {
         apply_grant(&knockd, grant, part);
     }
     sequence?;
-    grant.map(drop)
+    grant?;
+    let Some(target) = &knockd.target else {
+        return Ok(());
+    };
+    part.notes.push(target_note(target)?);
+    Ok(())
+}
+
+/// knockd's per-door `Target`: knocks count only when sent to that address (knockd compares
+/// the packet's destination, as text, with it). knock-nfq's per-door rules are `from` (the
+/// knocker's networks) and `interfaces` (where knocks arrive): neither is a destination, so
+/// the door is kept without it and the warning says how to narrow it by hand.
+fn target_note(target: &str) -> Result<Note, String> {
+    if target.parse::<IpAddr>().is_err() {
+        return Err(format!(
+            "its Target = {target} is not an IP address: knockd compares it with each knock's \
+             destination address, so this door never opened"
+        ));
+    }
+    Ok(Note::warning(format!(
+        "Target = {target} was dropped: knockd counted only knocks sent to {target}; a \
+         knock-nfq door has no destination address (its per-door rules are `from`, the \
+         knocker's networks, and `interfaces`, where knocks arrive), so it counts knocks sent \
+         to this host on every guarded interface. If {target} is this host's address on one \
+         interface, add interfaces = [\"THAT-INTERFACE\"] to the door; if it is a host behind \
+         the gateway, knock-nfq never sees knocks forwarded to it: knock on the gateway"
+    )))
+}
+
+/// knockd tells doors with the same sequence apart by `Target`; knock-nfq can't, so the later
+/// door of such a pair would open on the first one's knocks. It is left as a comment.
+fn same_knocks_other_target(doors: &mut [DoorPart]) {
+    for later in 1..doors.len() {
+        let (earlier, rest) = doors.split_at_mut(later);
+        let part = &mut rest[0];
+        if part.outcome != Outcome::Translated || part.draft.sequence.is_none() {
+            continue;
+        }
+        let twin = earlier.iter().find(|e| {
+            e.outcome == Outcome::Translated
+                && e.draft.sequence == part.draft.sequence
+                && e.knockd.target != part.knockd.target
+        });
+        if let Some(twin) = twin {
+            let shown = |t: &Option<String>| t.as_deref().unwrap_or("any address").to_owned();
+            part.outcome = Outcome::NotTranslated(format!(
+                "it has the sequence of [{}], and knockd told them apart by Target ({} there, \
+                 {} here); a knock-nfq door has no destination address, so these knocks \
+                 would open both doors: give this door a sequence of its own",
+                twin.knockd.name,
+                shown(&twin.knockd.target),
+                shown(&part.knockd.target),
+            ));
+        }
+    }
 }
 
 fn apply_grant(knockd: &KnockdDoor, grant: &Grant, part: &mut DoorPart) {

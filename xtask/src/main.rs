@@ -10,7 +10,8 @@ use std::process::{Command, ExitCode};
 /// the real peers and clients (knockd and knock, nmap, nc, scapy, tcpdump), and Prometheus
 /// (`prometheus`, `promtool`) to scrape the daemon and run the dashboard's queries. The fleet:
 /// `protoc` for the etcd client's build, a real etcd (`etcd`, `etcdctl`) and keepalived for
-/// its tests.
+/// its tests. The man pages and completions (docs-gen): groff renders each page in its tests,
+/// and bash, zsh and fish run the completion scripts.
 const PACKAGES: &[&str] = &[
     "pkg-config",
     "protobuf-compiler",
@@ -30,6 +31,9 @@ const PACKAGES: &[&str] = &[
     "python3-scapy",
     "prometheus",
     "systemd",
+    "groff-base",
+    "zsh",
+    "fish",
 ];
 
 fn main() -> ExitCode {
@@ -57,13 +61,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Installs missing packages, then runs every test target (unit, property, docs, the fuzz
-/// targets over their corpora), then the ignored ones: the netns suite and the tests of
+/// Installs missing packages, writes the man pages and completions (target/assets), then runs
+/// every test target (unit, property, docs, the fuzz targets over their corpora), then the
+/// ignored ones: the netns suite and the tests of
 /// installed peers, which need root. Without root those cannot run, and the command fails
 /// rather than pass with them skipped. A full run (no arguments) then runs the measuring tests
 /// alone, optimized (the flood, the fleet's propagation), and ends with a short fuzz run.
 fn test(extra: &[String]) -> Result<(), String> {
     install_packages()?;
+    generate_docs()?;
     let (cargo_args, test_args) = split_test_args(extra);
     run(Command::new(cargo())
         .args(["test", "--workspace", "--all-targets"])
@@ -100,6 +106,15 @@ fn test(extra: &[String]) -> Result<(), String> {
         fuzz(FUZZ_SECONDS)?;
     }
     Ok(())
+}
+
+/// The man pages and shell completions, into target/assets (as a package ships them); the
+/// docs-gen crate's tests check what they show.
+fn generate_docs() -> Result<(), String> {
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/assets");
+    run(Command::new(cargo())
+        .args(["run", "--quiet", "-p", "knock-nfq-docs", "--"])
+        .arg(assets))
 }
 
 /// The netns tests that measure (a flood, tests/netns/flood.rs; the fleet's propagation
