@@ -70,4 +70,5 @@ pub mod packet;
 pub mod persist;
 pub mod queue;
 pub mod sandbox;
+pub mod scan;
 pub mod spa;
