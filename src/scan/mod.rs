@@ -20,9 +20,9 @@ pub use reporter::{Reporter, ReporterHandle};
 /// The NFLOG group of the ruleset's report rule (`log group 9469` in deploy/nftables.conf).
 pub const LOG_GROUP: u16 = 9469;
 
-/// How many sources the detector counts at once (each keeps fewer than
-/// [`crate::config::ScanBan::MAX_DISTINCT_PORTS`] ports).
-pub const MAX_TRACKED: usize = 16_384;
+/// How many sources the detector counts at once. Each keeps fewer than
+/// [`crate::config::ScanBan::MAX_DISTINCT_PORTS`] ports of 24 bytes: at most about 6 MiB.
+pub const MAX_TRACKED: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
