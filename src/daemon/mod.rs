@@ -294,6 +294,13 @@ impl Daemon {
             config.daemon.metrics = old.metrics;
             config.daemon.state_dir.clone_from(&old.state_dir);
         }
+        if config.blocklist.scan.is_some() && self.reporter.is_none() {
+            warn!(
+                group = scan::LOG_GROUP,
+                "[blocklist] scan takes effect at the next restart: its NFLOG group could not be \
+                 bound at startup"
+            );
+        }
         self.state.spa().save_if_used(&config)?;
         self.state.once().check_writable(&config)?;
         let engine_doors = self
