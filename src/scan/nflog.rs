@@ -84,7 +84,15 @@ impl LogSocket {
     pub fn receive(&mut self) -> io::Result<Received<'_>> {
         match self.socket.recv_raw(&mut self.buf) {
             Ok(got) => Ok(Received::Packets(payloads(&self.buf[..got]))),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(Received::Idle),
+            // A signal (SIGHUP for a reload) may land on this thread: nothing was lost.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(Received::Idle)
+            }
             Err(err) => Err(err),
         }
     }
