@@ -368,6 +368,16 @@ pub fn check(
             }
         );
     }
+    if let Some(scan) = &blocklist.scan {
+        let _ = writeln!(
+            out,
+            "  blocklist: {} distinct ports within {} ban for {} (reported by the ruleset's log group {})",
+            scan.distinct_ports,
+            humantime::format_duration(scan.within),
+            humantime::format_duration(scan.ban_for),
+            crate::scan::LOG_GROUP,
+        );
+    }
     if let Some(cluster) = &config.cluster {
         let _ = writeln!(out, "  {}", cluster.summary());
     }

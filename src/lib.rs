@@ -47,6 +47,10 @@
 //!   and rendered as this project's TOML, with a comment for whatever could not be translated.
 //! - [`cli`]: the command line and the commands that are not the daemon (`check`, `knock`,
 //!   `spa`, `keygen`, `import-knockd`).
+//! - [`scan`]: scan bans (`[blocklist] scan`): the ruleset's NFLOG reports of probes to
+//!   ports that are neither knocked, trapped nor granted, read by a small nfnetlink_log reader
+//!   on a thread of its own; a pure, bounded detector counts distinct ports per source within
+//!   the window, and a detection bans in the kernel's blocked sets like a trap port does.
 //! - [`sandbox`]: throw-away networks of namespaces (client, gateway, LAN host) with the shipped
 //!   ruleset loaded, and the iptables-nft queue fallback for kernels without nft's `queue`.
 //!   The code behind `knock-nfq demo` and the netns tests; nothing else imports it.
@@ -73,4 +77,5 @@ pub mod packet;
 pub mod persist;
 pub mod queue;
 pub mod sandbox;
+pub mod scan;
 pub mod spa;

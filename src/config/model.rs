@@ -70,6 +70,23 @@ pub struct Blocklist {
     pub never: Vec<ipnet::IpNet>,
     /// IPv6 bans cover the source's network of this prefix length.
     pub ipv6_prefix: u8,
+    /// Bans for probing many distinct ports; `None`: no scan bans.
+    pub scan: Option<ScanBan>,
+}
+
+/// `[blocklist] scan`: a source that sends new connections to `distinct_ports` distinct ports
+/// (neither knock, trap nor granted ports) within `within` is banned for `ban_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanBan {
+    pub distinct_ports: u16,
+    pub within: Duration,
+    pub ban_for: Duration,
+}
+
+impl ScanBan {
+    /// The most ports a threshold may name: the kernel reports at most this many probes of one
+    /// source at once (the burst of the ruleset's per-source report limit).
+    pub const MAX_DISTINCT_PORTS: u16 = 64;
 }
 
 impl Default for Blocklist {
@@ -80,6 +97,7 @@ impl Default for Blocklist {
             ban_for: Blocklist::DEFAULT_BAN_FOR,
             never: Vec::new(),
             ipv6_prefix: Blocklist::DEFAULT_IPV6_PREFIX,
+            scan: None,
         }
     }
 }

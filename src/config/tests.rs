@@ -1220,8 +1220,10 @@ fn a_blocklist_takes_trap_ports_no_door_uses() {
         ],
     );
     assert_message(
-        &rejected(&format!("{base}scan = {{ distinct_ports = 8 }}\n")),
-        &["blocklist.scan: unknown key; expected one of trap_ports, ban_for, never, ipv6_prefix"],
+        &rejected(&format!("{base}trap = [\"23/tcp\"]\n")),
+        &[
+            "blocklist.trap: unknown key; expected one of trap_ports, ban_for, never, ipv6_prefix, scan",
+        ],
     );
     assert_message(
         &rejected(&format!(
@@ -1229,6 +1231,54 @@ fn a_blocklist_takes_trap_ports_no_door_uses() {
         )),
         &["blocklist.ipv6_prefix", "a prefix length from 16 to 128"],
     );
+}
+
+#[test]
+fn a_scan_ban_needs_all_three_keys_in_range() {
+    let base = format!("{SSH_DOOR}\n[blocklist]\n");
+    let config = read(&format!(
+        "{base}scan = {{ distinct_ports = 8, within = \"5s\", ban_for = \"10m\" }}\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.blocklist.scan,
+        Some(crate::config::ScanBan {
+            distinct_ports: 8,
+            within: Duration::from_secs(5),
+            ban_for: Duration::from_secs(600),
+        })
+    );
+    assert!(config.blocklist.trap_ports.is_empty());
+    assert_eq!(read(SSH_DOOR).unwrap().blocklist.scan, None);
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "distinct_ports = 8, within = \"5s\"",
+            &["blocklist.scan.ban_for: missing; expected a duration"],
+        ),
+        (
+            "within = \"5s\", ban_for = \"1m\"",
+            &["blocklist.scan.distinct_ports: missing", "from 2 to 64"],
+        ),
+        (
+            "distinct_ports = 65, within = \"5s\", ban_for = \"1m\"",
+            &["blocklist.scan.distinct_ports", "from 2 to 64", "found 65"],
+        ),
+        (
+            "distinct_ports = 8, within = \"11m\", ban_for = \"1m\"",
+            &["blocklist.scan.within", "from 1s to 10m"],
+        ),
+        (
+            "distinct_ports = 8, within = 5, ban_for = \"1m\"",
+            &["blocklist.scan.within", "write \"5s\" for seconds"],
+        ),
+        (
+            "distinct_ports = 8, within = \"5s\", ban_for = \"1m\", ports = 3",
+            &["blocklist.scan.ports: unknown key; expected one of distinct_ports, within, ban_for"],
+        ),
+    ];
+    for (scan, expected) in cases {
+        assert_message(&rejected(&format!("{base}scan = {{ {scan} }}\n")), expected);
+    }
 }
 
 #[test]

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::nft::{Nft, NftError};
 use crate::once::{OnceError, OnceState};
 use crate::queue::{self, QueueError, State, Stores, Worker, WorkerHandle};
+use crate::scan::{self, Reporter, ReporterHandle, ScanError};
 use crate::spa::{SpaState, StoreError};
 use watchdog::Watchdog;
 
@@ -49,8 +50,12 @@ pub enum DaemonError {
     Once(#[from] OnceError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
     #[error("the worker of NFQUEUE {queue} died")]
     WorkerDied { queue: u16 },
+    #[error("the scan reporter thread died")]
+    ReporterDied,
     #[error("cannot set up the runtime, threads or signal handlers")]
     Runtime(#[source] io::Error),
 }
@@ -79,6 +84,9 @@ struct Daemon {
     state: Arc<State>,
     stop: Arc<AtomicBool>,
     workers: Vec<WorkerHandle>,
+    /// The thread reading the ruleset's scan reports; `None` when their group could not be
+    /// bound and no scan bans were configured.
+    reporter: Option<ReporterHandle>,
     /// What the workers publish, for the cluster task; `None` without `[cluster]`.
     cluster_rx: Option<Inbox>,
     /// What other gateways' grants may open here, sent to the cluster task at each reload.
@@ -139,7 +147,9 @@ impl Daemon {
             );
             workers.push(worker.spawn().map_err(DaemonError::Runtime)?);
         }
+        let reporter = start_reporter(&config, &state, &stop)?;
         Ok(Daemon {
+            reporter,
             table_handle,
             engine_doors,
             rotation_failing: false,
@@ -208,6 +218,9 @@ impl Daemon {
     fn check_health(&mut self) -> Result<(), DaemonError> {
         if let Some(dead) = self.workers.iter().find(|w| !w.is_alive()) {
             return Err(DaemonError::WorkerDied { queue: dead.num });
+        }
+        if self.reporter.as_ref().is_some_and(|r| !r.is_alive()) {
+            return Err(DaemonError::ReporterDied);
         }
         let table = self.config.daemon.table.clone();
         match self.nft.table_handle() {
@@ -290,6 +303,13 @@ impl Daemon {
             config.daemon.metrics = old.metrics;
             config.daemon.state_dir.clone_from(&old.state_dir);
         }
+        if config.blocklist.scan.is_some() && self.reporter.is_none() {
+            warn!(
+                group = scan::LOG_GROUP,
+                "[blocklist] scan takes effect at the next restart: its NFLOG group could not be \
+                 bound at startup"
+            );
+        }
         self.state.spa().save_if_used(&config)?;
         self.state.once().check_writable(&config)?;
         let engine_doors = self
@@ -318,7 +338,28 @@ impl Daemon {
         for worker in self.workers {
             worker.join(deadline);
         }
+        if let Some(reporter) = self.reporter {
+            reporter.join();
+        }
         info!("knock-nfq stopped");
+    }
+}
+
+/// Binds the scan reports' NFLOG group, always: a reload may turn scan bans on later. Only with
+/// scan bans configured is a group that cannot be bound an error.
+fn start_reporter(
+    config: &Config,
+    state: &Arc<State>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Option<ReporterHandle>, DaemonError> {
+    let nft = Nft::open(&config.daemon.table)?;
+    match Reporter::new(scan::LOG_GROUP, nft, Arc::clone(state), Arc::clone(stop)) {
+        Ok(reporter) => Ok(Some(reporter.spawn().map_err(DaemonError::Runtime)?)),
+        Err(err) if config.blocklist.scan.is_some() => Err(err.into()),
+        Err(err) => {
+            warn!(error = %err, "no scan bans until the next restart");
+            Ok(None)
+        }
     }
 }
 

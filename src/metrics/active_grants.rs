@@ -133,6 +133,12 @@ impl GrantBook {
         Some(entry)
     }
 
+    /// Whether `source` holds a grant of an open door that has not run out by `now`.
+    pub fn holds(&mut self, now: Instant, source: IpAddr) -> bool {
+        self.expire(now);
+        (0..self.doors.len()).any(|id| self.entries.contains_key(&(id, source)))
+    }
+
     /// Active grants per open door at `now`, in config order.
     pub fn active(&mut self, now: Instant) -> Vec<(&str, u64)> {
         self.expire(now);
@@ -216,6 +222,10 @@ impl ActiveGrants {
 
     pub fn record(&self, now: Instant, door: &GrantSpec, source: IpAddr) {
         self.book().record(now, door, source);
+    }
+
+    pub fn holds(&self, now: Instant, source: IpAddr) -> bool {
+        self.book().holds(now, source)
     }
 
     pub fn replace_doors(&self, doors: &[Door], capacity: usize) {

@@ -55,6 +55,10 @@ pub struct Metrics {
     pub bans_trap_port: IntCounter,
     /// The belief behind `knock_nfq_active_grants`, fed by the workers after each commit.
     pub active_grants: ActiveGrants,
+    /// `knock_nfq_bans_total{reason="scan"}`.
+    pub bans_scan: IntCounter,
+    /// `knock_nfq_scan_reports_lost_total`: failed reads of the ruleset's scan reports.
+    pub scan_reports_lost: IntCounter,
     /// The belief behind `knock_nfq_banned_sources`, fed by the workers after each ban.
     pub banned_sources: BannedSources,
     /// `[cluster]` only (registered only then): see [`ClusterMetrics`].
@@ -198,6 +202,14 @@ impl Metrics {
         registry
             .register(Box::new(banned_sources.clone()))
             .expect("unique metric name");
+        let bans = counter_vec(
+            &registry,
+            "knock_nfq_bans_total",
+            "Sources banned in the kernel's blocked sets, by reason (trap_port: it touched a \
+             [blocklist] trap port; scan: it probed [blocklist] scan's distinct_ports ports \
+             within its window).",
+            &["reason"],
+        );
         let verdicts = counter_vec(
             &registry,
             "knock_nfq_verdicts_total",
@@ -333,14 +345,14 @@ impl Metrics {
                 "Connections to this endpoint closed unanswered because the most it serves at \
                  once were open.",
             ),
-            bans_trap_port: counter_vec(
+            bans_trap_port: bans.with_label_values(&["trap_port"]),
+            bans_scan: bans.with_label_values(&["scan"]),
+            scan_reports_lost: counter(
                 &registry,
-                "knock_nfq_bans_total",
-                "Sources banned in the kernel's blocked sets, by reason (trap_port: it touched \
-                 a [blocklist] trap port).",
-                &["reason"],
-            )
-            .with_label_values(&["trap_port"]),
+                "knock_nfq_scan_reports_lost_total",
+                "Failed reads of the ruleset's scan reports (NFLOG), e.g. a socket overrun: \
+                 lost reports can only miss a scan ban.",
+            ),
             active_grants,
             banned_sources,
             cluster: ClusterMetrics::new(&registry, config),

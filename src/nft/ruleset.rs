@@ -16,10 +16,12 @@ const FAMILY_IPV4: u32 = 2;
 const FAMILY_IPV6: u32 = 10;
 const HOOK_FORWARD: u32 = 2;
 
-/// The chains of the shipped ruleset, and the hook of each base chain.
-const CHAINS: [(&str, Option<u32>); 3] = [
+/// The chains of the shipped ruleset, and the hook of each base chain. Without `scan_report`
+/// (a ruleset from before scan bans) `[blocklist] scan` would never ban.
+const CHAINS: [(&str, Option<u32>); 4] = [
     ("input", Some(HOOK_INPUT)),
     ("forward", Some(HOOK_FORWARD)),
+    ("scan_report", None),
     ("to_daemon", None),
 ];
 
@@ -213,7 +215,7 @@ impl fmt::Display for Finding {
             Finding::WrongHook { chain } => write!(
                 f,
                 "chain {chain} does not have the shipped ruleset's hook (input chain on the \
-                 input hook, forward on forward, to_daemon a regular chain)"
+                 input hook, forward on forward, scan_report and to_daemon regular chains)"
             ),
             Finding::Unfed { queue } => write!(
                 f,
@@ -342,6 +344,9 @@ mod tests {
             [
                 Finding::WrongHook { chain: "input" },
                 Finding::MissingChain { chain: "forward" },
+                Finding::MissingChain {
+                    chain: "scan_report"
+                },
                 Finding::Unserved {
                     queue: 1,
                     rule: "inet knock_nfq chain to_daemon: queue 1".into()

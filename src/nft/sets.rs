@@ -164,8 +164,13 @@ pub const READY: SetSpec = spec("ready", &[INET_PROTO], 0);
 pub const RECENT4: SetSpec = spec("recent4", &[IPV4_ADDR], flag::TIMEOUT);
 pub const RECENT6: SetSpec = spec("recent6", &[IPV6_ADDR], flag::TIMEOUT);
 
+/// Each source's budget of scan reports, which the kernel itself keeps (`update` with a
+/// per-element `limit` in the `scan_report` chain): bounded, or a flood of sources would grow it.
+pub const SCAN4: SetSpec = spec("scan4", &[IPV4_ADDR], flag::TIMEOUT);
+pub const SCAN6: SetSpec = spec("scan6", &[IPV6_ADDR], flag::TIMEOUT);
+
 /// Every set the daemon needs, in the order `check` reports them.
-pub const ALL: [SetSpec; 15] = [
+pub const ALL: [SetSpec; 17] = [
     GUARDED_IFACES,
     KNOCK_PORTS,
     WATCH_PROTOS,
@@ -181,6 +186,8 @@ pub const ALL: [SetSpec; 15] = [
     READY,
     RECENT4,
     RECENT6,
+    SCAN4,
+    SCAN6,
 ];
 
 #[cfg(test)]
@@ -230,6 +237,8 @@ mod tests {
                 ("ready", 1),
                 ("recent4", 4),
                 ("recent6", 16),
+                ("scan4", 4),
+                ("scan6", 16),
             ]
         );
     }

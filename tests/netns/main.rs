@@ -15,6 +15,7 @@ mod once;
 mod ops;
 mod rules;
 mod scan;
+mod scan_ban;
 mod spa;
 
 use std::thread::sleep;
