@@ -14,6 +14,7 @@ const TABLES: &[(&str, &[&str])] = &[
     ("[[door]].spa", spa::SPA_KEYS),
     ("[[door]].totp", once::TOTP_KEYS),
     ("[blocklist]", blocklist::BLOCKLIST_KEYS),
+    ("[blocklist].scan", blocklist::SCAN_KEYS),
     ("[cluster]", cluster::CLUSTER_KEYS),
 ];
 
