@@ -94,8 +94,8 @@ fn test(extra: &[String]) -> Result<(), String> {
     run(Command::new(cargo())
         .args(["test", "--workspace", "--tests"])
         .args(cargo_args)
-        .env("KNOCK_NFQ_DEB", &built.deb)
-        .env("KNOCK_NFQ_DEB_DOCS", built.docs.as_env())
+        .env("DEB_UNDER_TEST", &built.deb)
+        .env("DEB_UNDER_TEST_DOCS", built.docs.as_env())
         .args(["--", "--ignored"])
         .args(ALONE_TESTS.iter().flat_map(|name| ["--skip", name]))
         .args(test_args))?;
