@@ -11,10 +11,16 @@ use crate::ok;
 
 const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
-/// The package's dependencies, and what the systemd test boots (systemd as init, dbus).
-/// Changing this list needs a new cache name.
-const INCLUDE: &str = "systemd,systemd-sysv,dbus,libnftnl11,libmnl0,nftables,iproute2";
-const CACHE_NAME: &str = "bookworm-minbase.tar";
+/// The package's dependencies (dpkg -i installs none), and what the systemd test boots
+/// (systemd as init, dbus). The cache's name follows this list.
+const INCLUDE: &str = "systemd,systemd-sysv,dbus,libnftnl11,libmnl0,procps,nftables,iproute2";
+
+fn cache_name() -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (SUITE, INCLUDE).hash(&mut hasher);
+    format!("{SUITE}-minbase-{:016x}.tar", hasher.finish())
+}
 
 /// One debootstrap at a time; the second test waits for the first's tarball.
 static CACHE: Mutex<()> = Mutex::new(());
@@ -30,7 +36,7 @@ fn cache() -> PathBuf {
     let _one = CACHE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let tarball = work_dir().join(CACHE_NAME);
+    let tarball = work_dir().join(cache_name());
     if tarball.exists() {
         return tarball;
     }
