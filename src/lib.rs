@@ -49,10 +49,16 @@
 //!   `spa`, `keygen`, `import-knockd`).
 //! - [`sandbox`]: throw-away networks of namespaces (client, gateway, LAN host) with the shipped
 //!   ruleset loaded, and the iptables-nft queue fallback for kernels without nft's `queue`.
-//!   The code behind `knock-nfq demo` and the netns tests; nothing else imports it.
+//!   The code behind `knock-nfq demo`, the netns tests and the package's systemd test;
+//!   nothing else imports it.
 //! - [`demo`]: `knock-nfq demo`, the whole product on a [`sandbox`], narrated step by step.
 //!
 //! The binary (`main.rs`) only parses arguments, loads the config, sets up tracing and calls in.
+//!
+//! Outside the crate, the Debian package: cargo-deb's `[package.metadata.deb]` in Cargo.toml,
+//! the maintainer scripts in `deploy/debian/`, `cargo xtask package` (`xtask/src/package.rs`,
+//! which generates the packaged unit and conffile from `deploy/`), and its install, upgrade,
+//! purge and systemd tests in `tests/package/`.
 
 pub mod cli;
 pub mod client;
