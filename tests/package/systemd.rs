@@ -76,6 +76,7 @@ fn the_unit_runs_hardened_under_systemd_and_a_knock_opens_ssh() {
     knock_opens_ssh(&topology);
     metrics_answer_on_loopback_only(&topology.gw);
     broken_reload_keeps_it_running(&guest, &root, &topology.gw);
+    upgrade_with_a_broken_config_keeps_it_running(&guest);
     watchdog_is_pinged(&guest);
     assert_eq!(guest.show("NRestarts"), "0");
     assert_eq!(
@@ -289,8 +290,8 @@ fn install_enables_but_does_not_start(guest: &Guest) {
     );
 }
 
-/// The admin's config and the test's watchdog drop-in; the start returns once the daemon said
-/// READY=1; it runs as the unprivileged user with CAP_NET_ADMIN only, seccomp filtered.
+/// The admin's config and the test's watchdog drop-in; the postinst, run again, starts the unit
+/// (systemd waits for the daemon's READY=1); it runs as the unprivileged user with CAP_NET_ADMIN only, seccomp filtered.
 fn start_hardened(guest: &Guest, root: &Root) {
     // Written in place: the file keeps the postinst's 0640 root:knock-nfq.
     std::fs::write(root.join(CONFIG), TEST_CONFIG).unwrap();
@@ -303,7 +304,15 @@ fn start_hardened(guest: &Guest, root: &Root) {
         "knock-nfq",
         &["check", "--ruleset", "--config", CONFIG],
     );
-    guest.must("start", "systemctl", &["start", "knock-nfq"]);
+    // The postinst starts it now: dpkg -i again, as an upgrade would.
+    guest.must("start", "dpkg", &["-i", "/var/tmp/knock-nfq.deb"]);
+    let active = stdout(&guest.run("systemctl", &["is-active", "knock-nfq"]));
+    if active != "active" {
+        guest.fail(
+            "start",
+            &format!("the postinst did not start the unit: {active}"),
+        );
+    }
     let pid = guest.show("MainPID");
     let status = stdout(&guest.must("hardening", "cat", &[&format!("/proc/{pid}/status")]));
     let field = |name: &str| {
@@ -434,6 +443,26 @@ fn broken_reload_keeps_it_running(guest: &Guest, root: &Root, gw: &Netns) {
     assert!(
         journal.contains("door[0] (\"ssh\").sequence[0]"),
         "the journal names the key:\n{journal}"
+    );
+}
+
+/// dpkg -i over a config that check refuses: the running daemon is not restarted.
+fn upgrade_with_a_broken_config_keeps_it_running(guest: &Guest) {
+    let pid = guest.show("MainPID");
+    let out = guest.must("upgrade", "dpkg", &["-i", "/var/tmp/knock-nfq.deb"]);
+    let said = text(&out);
+    assert!(
+        said.contains("still running the previous process, not restarted"),
+        "{said}"
+    );
+    assert!(
+        said.contains("70000"),
+        "the postinst shows check's error: {said}"
+    );
+    assert_eq!(guest.show("MainPID"), pid, "the same daemon runs on");
+    assert_eq!(
+        stdout(&guest.run("systemctl", &["is-active", "knock-nfq"])),
+        "active"
     );
 }
 
