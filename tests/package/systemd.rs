@@ -120,6 +120,7 @@ impl Guest {
             .stderr(console)
             .spawn()
             .unwrap_or_else(|e| panic!("systemd test: step boot: cannot run systemd-nspawn: {e}"));
+        let booting = Instant::now();
         let mut guest = Guest {
             nspawn,
             pid1: 0,
@@ -127,6 +128,10 @@ impl Guest {
         };
         guest.pid1 = guest.wait_for_pid1();
         guest.wait_until_running();
+        eprintln!(
+            "systemd test: guest running after {:.1?}",
+            booting.elapsed()
+        );
         guest
     }
 

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::{cargo, run};
 
@@ -57,10 +57,11 @@ pub fn package() -> Result<Built, String> {
     if docs == Docs::Absent {
         deb.args(["--variant", "without-docs"]);
     }
+    // Its build's progress shows as it goes; the path it prints on stdout is read below.
     let out = deb
+        .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("{deb:?}: {e} (is cargo-deb installed?)"))?;
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
         return Err(format!("{deb:?} failed: {}", out.status));
     }
