@@ -1,4 +1,4 @@
-//! `dpkg -i`, an upgrade over an edited conffile, and `dpkg --purge`, in a chroot without
+//! `apt-get install ./….deb`, an upgrade with `dpkg -i` over an edited conffile, and `dpkg --purge`, in a chroot without
 //! network and without systemd running (so the postinst enables the unit but cannot start it).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -22,7 +22,16 @@ fn the_package_installs_upgrades_over_an_edited_conffile_and_purges_clean() {
     root.copy_in(&deb(), "/tmp/knock-nfq.deb");
     let v2 = second_version(&deb(), &root.join("/tmp/knock-nfq-v2.deb"));
 
-    ok(&mut root.chroot("dpkg", &["-i", "/tmp/knock-nfq.deb"]));
+    // The README's command: apt resolves the dependencies (all present: no network here).
+    ok(&mut root.chroot(
+        "apt-get",
+        &[
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "/tmp/knock-nfq.deb",
+        ],
+    ));
     installed_files(&root);
     enabled_not_started(&root);
 
