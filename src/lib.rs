@@ -53,13 +53,19 @@
 //!   the window, and a detection bans in the kernel's blocked sets like a trap port does.
 //! - [`sandbox`]: throw-away networks of namespaces (client, gateway, LAN host) with the shipped
 //!   ruleset loaded, and the iptables-nft queue fallback for kernels without nft's `queue`.
-//!   The code behind `knock-nfq demo` and the netns tests; nothing else imports it.
+//!   The code behind `knock-nfq demo`, the netns tests and the package's systemd test;
+//!   nothing else imports it.
 //! - [`demo`]: `knock-nfq demo`, the whole product on a [`sandbox`], narrated step by step.
 //!
 //! The binary (`main.rs`) only parses arguments, loads the config, sets up tracing and calls in.
 //! Beside this crate: `xtask` (project tasks; it never depends on this crate) and `docs-gen`
 //! (`knock-nfq-docs`: the man pages and shell completions from [`cli::Cli`], and the
 //! hand-written `docs/man/knock-nfq.toml.5`, whose keys `config` checks in its tests).
+//!
+//! Outside the crate, the Debian package: cargo-deb's `[package.metadata.deb]` in Cargo.toml,
+//! the maintainer scripts in `deploy/debian/`, `cargo xtask package` (`xtask/src/package.rs`,
+//! which generates the packaged unit and conffile from `deploy/`), and its install, upgrade,
+//! purge and systemd tests in `tests/package/`.
 
 pub mod cli;
 pub mod client;

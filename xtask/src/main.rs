@@ -1,7 +1,10 @@
 //! Project tasks: `cargo xtask test` (every test, installing what they need) and friends.
 //!
 //! The test command is the one a new user runs, and CI too: on a fresh Debian machine, as root,
-//! it installs the Debian packages the build and the netns suite need.
+//! it installs the Debian packages the build and the netns suite need. `cargo xtask package`
+//! builds the Debian package (package.rs).
+
+mod package;
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -11,8 +14,13 @@ use std::process::{Command, ExitCode};
 /// (`prometheus`, `promtool`) to scrape the daemon and run the dashboard's queries. The fleet:
 /// `protoc` for the etcd client's build, a real etcd (`etcd`, `etcdctl`) and keepalived for
 /// its tests. The man pages and completions (docs-gen): groff renders each page in its tests,
-/// and bash, zsh and fish run the completion scripts.
+/// and bash, zsh and fish run the completion scripts. The package: `dpkg-dev` for cargo-deb's
+/// dependency lookup, `debootstrap` for its test's throw-away Debian root, `systemd-container`
+/// (`systemd-nspawn`) to boot that root with systemd as PID 1.
 const PACKAGES: &[&str] = &[
+    "dpkg-dev",
+    "debootstrap",
+    "systemd-container",
     "pkg-config",
     "protobuf-compiler",
     "etcd-server",
@@ -41,6 +49,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("deps") => install_packages(),
+        Some("package") => install_packages().and_then(|()| package::package().map(drop)),
         Some("demo") => demo(),
         Some("fuzz") => match args.get(1).map(|s| s.parse::<u32>()) {
             None => fuzz(FUZZ_SECONDS),
@@ -48,7 +57,9 @@ fn main() -> ExitCode {
             Some(Err(_)) => Err("usage: cargo xtask fuzz [SECONDS per target]".into()),
         },
         _ => {
-            eprintln!("usage: cargo xtask <demo|test [cargo test args]|fuzz [SECONDS]|deps>");
+            eprintln!(
+                "usage: cargo xtask <demo|test [cargo test args]|package|fuzz [SECONDS]|deps>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -63,8 +74,9 @@ fn main() -> ExitCode {
 
 /// Installs missing packages, writes the man pages and completions (target/assets), then runs
 /// every test target (unit, property, docs, the fuzz targets over their corpora), then the
-/// ignored ones: the netns suite and the tests of
-/// installed peers, which need root. Without root those cannot run, and the command fails
+/// ignored ones: the netns suite and the tests of installed peers, which need root, and the
+/// Debian package's tests (tests/package/, on the .deb built first). Without root those cannot
+/// run, and the command fails
 /// rather than pass with them skipped. A full run (no arguments) then runs the measuring tests
 /// alone, optimized (the flood, the fleet's propagation), and ends with a short fuzz run.
 fn test(extra: &[String]) -> Result<(), String> {
@@ -84,9 +96,12 @@ fn test(extra: &[String]) -> Result<(), String> {
                 .into(),
         );
     }
+    let built = package::package()?;
     run(Command::new(cargo())
         .args(["test", "--workspace", "--tests"])
         .args(cargo_args)
+        .env("DEB_UNDER_TEST", &built.deb)
+        .env("DEB_UNDER_TEST_DOCS", built.docs.as_env())
         .args(["--", "--ignored"])
         .args(ALONE_TESTS.iter().flat_map(|name| ["--skip", name]))
         .args(test_args))?;
