@@ -4,8 +4,8 @@
 //! (systemd.rs).
 //!
 //! They need root and the .deb: `cargo xtask test` builds it (`cargo xtask package`) and passes
-//! its path in `DEB_UNDER_TEST` (not `KNOCK_NFQ_…`: the daemon reads those as config keys), and whether it has the man pages and completions in
-//! `DEB_UNDER_TEST_DOCS` (`generated` or `absent`). Without them the tests fail, saying so.
+//! its path in `DEB_UNDER_TEST` (not `KNOCK_NFQ_…`: the daemon reads those as config keys).
+//! Without it the tests fail, saying so.
 
 mod dpkg;
 mod root;
@@ -20,7 +20,7 @@ fn deb() -> PathBuf {
         panic!(
             "DEB_UNDER_TEST is not set: run `cargo xtask test`, which builds the package first \
              (or `cargo xtask package`, then DEB_UNDER_TEST=target/debian/knock-nfq_VERSION_amd64.deb \
-             DEB_UNDER_TEST_DOCS=absent cargo test --test package -- --ignored)"
+             cargo test --test package -- --ignored)"
         )
     });
     let path = PathBuf::from(path);
@@ -30,15 +30,6 @@ fn deb() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Whether the package was built with docs-gen's man pages and completions.
-fn docs_generated() -> bool {
-    match std::env::var("DEB_UNDER_TEST_DOCS").as_deref() {
-        Ok("generated") => true,
-        Ok("absent") => false,
-        other => panic!("DEB_UNDER_TEST_DOCS must be `generated` or `absent`, not {other:?}"),
-    }
 }
 
 /// Runs `command`, which must succeed; its output.
@@ -66,30 +57,4 @@ fn text(out: &Output) -> String {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// The without-docs variant of `[package.metadata.deb]` is the full asset list minus the lines
-/// docs-gen's files fill, so the two cannot drift apart.
-#[test]
-fn the_package_without_docs_differs_only_by_the_docs() {
-    let manifest: toml::Value = toml::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap(),
-    )
-    .unwrap();
-    let deb = &manifest["package"]["metadata"]["deb"];
-    let full = deb["assets"].as_array().unwrap();
-    let variant = deb["variants"]["without-docs"]["assets"]
-        .as_array()
-        .unwrap();
-    let from_docs_gen = |asset: &&toml::Value| {
-        let source = asset[0].as_str().unwrap();
-        source.starts_with("target/assets/man/") || source.starts_with("target/assets/completions/")
-    };
-    let without: Vec<&toml::Value> = full.iter().filter(|a| !from_docs_gen(a)).collect();
-    assert_eq!(without, variant.iter().collect::<Vec<_>>());
-    assert_eq!(
-        full.len() - without.len(),
-        5,
-        "two man sections, three shells"
-    );
 }

@@ -81,7 +81,7 @@ fn main() -> ExitCode {
 /// alone, optimized (the flood, the fleet's propagation), and ends with a short fuzz run.
 fn test(extra: &[String]) -> Result<(), String> {
     install_packages()?;
-    generate_docs()?;
+    package::generate_docs()?;
     let (cargo_args, test_args) = split_test_args(extra);
     run(Command::new(cargo())
         .args(["test", "--workspace", "--all-targets"])
@@ -96,12 +96,11 @@ fn test(extra: &[String]) -> Result<(), String> {
                 .into(),
         );
     }
-    let built = package::package()?;
+    let deb = package::package()?;
     run(Command::new(cargo())
         .args(["test", "--workspace", "--tests"])
         .args(cargo_args)
-        .env("DEB_UNDER_TEST", &built.deb)
-        .env("DEB_UNDER_TEST_DOCS", built.docs.as_env())
+        .env("DEB_UNDER_TEST", &deb)
         .args(["--", "--ignored"])
         .args(ALONE_TESTS.iter().flat_map(|name| ["--skip", name]))
         .args(test_args))?;
@@ -121,15 +120,6 @@ fn test(extra: &[String]) -> Result<(), String> {
         fuzz(FUZZ_SECONDS)?;
     }
     Ok(())
-}
-
-/// The man pages and shell completions, into target/assets (as a package ships them); the
-/// docs-gen crate's tests check what they show.
-fn generate_docs() -> Result<(), String> {
-    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/assets");
-    run(Command::new(cargo())
-        .args(["run", "--quiet", "-p", "knock-nfq-docs", "--"])
-        .arg(assets))
 }
 
 /// The netns tests that measure (a flood, tests/netns/flood.rs; the fleet's propagation

@@ -4,7 +4,7 @@
 //! The files it packages that are not in the repository as they ship are generated here, from
 //! the repository's own, into target/assets/: the unit with ExecStart in /usr/sbin, and the
 //! conffile (the example config with every door commented out, so installing the package opens
-//! and closes nothing). Man pages and completions come from docs-gen, when it is in the workspace.
+//! and closes nothing), and from docs-gen the man pages and completions.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,46 +17,18 @@ const UNIT: &str = "deploy/knock-nfq.service";
 const EXAMPLE: &str = "deploy/knock-nfq.example.toml";
 const SOURCE_BIN: &str = "/usr/local/bin/knock-nfq";
 const PACKAGED_BIN: &str = "/usr/sbin/knock-nfq";
-/// The man pages and completions generator; absent until it is merged.
-const DOCS_MANIFEST: &str = "docs-gen/Cargo.toml";
-
-/// Whether the package holds the man pages and completions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Docs {
-    Generated,
-    Absent,
-}
-
-impl Docs {
-    pub fn as_env(self) -> &'static str {
-        match self {
-            Docs::Generated => "generated",
-            Docs::Absent => "absent",
-        }
-    }
-}
-
-/// The .deb built, and whether it has the docs.
-#[derive(Debug)]
-pub struct Built {
-    pub deb: PathBuf,
-    pub docs: Docs,
-}
-
-pub fn package() -> Result<Built, String> {
+/// Builds the package; the path of the .deb.
+pub fn package() -> Result<PathBuf, String> {
     // Paths here and in Cargo.toml's metadata are the workspace's.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     std::env::set_current_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     ensure_cargo_deb()?;
     fs::create_dir_all(ASSETS).map_err(|e| format!("{ASSETS}: {e}"))?;
-    let docs = generate_docs()?;
+    generate_docs()?;
     write_asset("knock-nfq.service", &packaged_unit(&read(UNIT)?)?)?;
     write_asset("knock-nfq.toml", &packaged_config(&read(EXAMPLE)?))?;
     let mut deb = Command::new(cargo());
     deb.args(["deb", "--package", "knock-nfq", "--output", "target/debian"]);
-    if docs == Docs::Absent {
-        deb.args(["--variant", "without-docs"]);
-    }
     // Its build's progress shows as it goes; the path it prints on stdout is read below.
     let out = deb
         .stderr(Stdio::inherit())
@@ -77,7 +49,7 @@ pub fn package() -> Result<Built, String> {
         .canonicalize()
         .map_err(|e| format!("{path}: {e}"))?;
     eprintln!("xtask: package: {}", deb.display());
-    Ok(Built { deb, docs })
+    Ok(deb)
 }
 
 fn ensure_cargo_deb() -> Result<(), String> {
@@ -92,16 +64,13 @@ fn ensure_cargo_deb() -> Result<(), String> {
     Ok(())
 }
 
-fn generate_docs() -> Result<Docs, String> {
-    if !Path::new(DOCS_MANIFEST).exists() {
-        eprintln!(
-            "xtask: package: WITHOUT man pages and completions: {DOCS_MANIFEST} (knock-nfq-docs) \
-             is not in this workspace"
-        );
-        return Ok(Docs::Absent);
-    }
-    run(Command::new(cargo()).args(["run", "--quiet", "-p", "knock-nfq-docs", "--", ASSETS]))?;
-    Ok(Docs::Generated)
+/// The man pages and shell completions, into target/assets (as the package ships them); the
+/// docs-gen crate's tests check what they show.
+pub fn generate_docs() -> Result<(), String> {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/assets");
+    run(Command::new(cargo())
+        .args(["run", "--quiet", "-p", "knock-nfq-docs", "--"])
+        .arg(assets))
 }
 
 /// The repository's unit with the binary where the package installs it; nothing else changes.
