@@ -23,26 +23,49 @@ impl Pace {
     }
 }
 
+/// Where the generators run: one hping3 anywhere, or one pinned to each CPU (so that
+/// `queue num 0-1 fanout`, which picks the queue by the CPU that handles the packet, sees both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generators {
+    One,
+    PerCpu,
+}
+
 /// hping3 in the client namespace; killed on drop.
 pub struct Flood(Vec<Child>);
 
 impl Flood {
-    pub fn start(t: &Topology, port: u16, pace: Pace) -> Flood {
+    pub fn start(t: &Topology, port: u16, pace: Pace, generators: Generators) -> Flood {
         let port = port.to_string();
         let pace_args: Vec<String> = match pace {
             Pace::Every(us) => vec!["-i".into(), format!("u{us}")],
             Pace::Flood => vec!["--flood".into()],
         };
-        let child = t
-            .client
-            .command("hping3")
-            .args(&pace_args)
-            .args(["--rand-source", "-q", "-S", "-p", &port, GW4])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start hping3");
-        Flood(vec![child])
+        let cpus: Vec<Option<usize>> = match generators {
+            Generators::One => vec![None],
+            Generators::PerCpu => (0..crate::cpus()).map(Some).collect(),
+        };
+        let children = cpus
+            .into_iter()
+            .map(|cpu| {
+                let mut command = match cpu {
+                    Some(cpu) => {
+                        let mut c = t.client.command("taskset");
+                        c.args(["-c", &cpu.to_string(), "hping3"]);
+                        c
+                    }
+                    None => t.client.command("hping3"),
+                };
+                command
+                    .args(&pace_args)
+                    .args(["--rand-source", "-q", "-S", "-p", &port, GW4])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start hping3")
+            })
+            .collect();
+        Flood(children)
     }
 }
 
@@ -95,13 +118,13 @@ fn counters(t: &Topology, daemon: Option<&Daemon>) -> Counters {
 pub fn step(
     t: &Topology,
     daemon: Option<&Daemon>,
-    (port, pace): (u16, Pace),
+    (port, pace, generators): (u16, Pace, Generators),
     length: Duration,
 ) -> Step {
     let before = counters(t, daemon);
     let started = Instant::now();
     {
-        let _flood = Flood::start(t, port, pace);
+        let _flood = Flood::start(t, port, pace, generators);
         std::thread::sleep(length);
     }
     let seconds = started.elapsed().as_secs_f64();

@@ -21,7 +21,7 @@ mod report;
 
 use std::time::Duration;
 
-use flood::{Pace, Step};
+use flood::{Generators, Pace, Step};
 use harness::knockd::Knockd;
 use harness::{Daemon, Topology, config};
 
@@ -35,6 +35,8 @@ struct Size {
     paces: &'static [Pace],
     /// The fixed rate the CPU per verdict is read at.
     fixed: Pace,
+    /// The pace of each generator for one worker against two.
+    workers_pace: Pace,
     connects: usize,
     first_syns: usize,
     knockd_first_syns: usize,
@@ -55,6 +57,7 @@ const FULL: Size = Size {
         Pace::Flood,
     ],
     fixed: Pace::Every(50),
+    workers_pace: Pace::Flood,
     connects: 10_000,
     first_syns: 100,
     // Each of knockd's misses waits the whole connect timeout (0.9 s).
@@ -69,6 +72,7 @@ const SMOKE: Size = Size {
     warmup: Duration::ZERO,
     paces: &[Pace::Every(1000)],
     fixed: Pace::Every(1000),
+    workers_pace: Pace::Every(1000),
     connects: 200,
     first_syns: 3,
     knockd_first_syns: 2,
@@ -88,6 +92,8 @@ pub struct Figures {
     first_syns: (usize, usize),
     polled: (Vec<harness::probe::Try>, Vec<harness::probe::Try>),
     grants: (knock::Grants, knock::Grants),
+    /// The flood with a generator on each CPU: one worker, two (fanout).
+    workers: (Step, Step),
 }
 
 fn main() {
@@ -134,16 +140,21 @@ fn measure(size: Size) -> Figures {
     let daemon = Daemon::start_at_info(&t.gw, &bench_config(""));
 
     eprintln!("table: the kernel-only flood (port 22, dropped by `protected`)");
-    let kernel_only = flood::step(&t, None, (22, Pace::Flood), size.step);
+    let kernel_only = flood::step(&t, None, (22, Pace::Flood, Generators::One), size.step);
     if !size.warmup.is_zero() {
-        flood::step(&t, Some(&daemon), (7000, Pace::Flood), size.warmup);
+        flood::step(
+            &t,
+            Some(&daemon),
+            (7000, Pace::Flood, Generators::One),
+            size.warmup,
+        );
     }
     let steps = size
         .paces
         .iter()
         .map(|&pace| {
             eprintln!("table: flood {} at the first knock port", pace.label());
-            flood::step(&t, Some(&daemon), (7000, pace), size.step)
+            flood::step(&t, Some(&daemon), (7000, pace, Generators::One), size.step)
         })
         .collect();
 
@@ -153,6 +164,13 @@ fn measure(size: Size) -> Figures {
     let ours_first = knock::first_syns(&t, size.first_syns);
     let ours_polled = knock::polled(&t, &sources[..size.polled]);
     let ours_grants = knock::grants(&t, size.grants);
+    eprintln!("table: one worker, a generator on each CPU");
+    let one_worker = flood::step(
+        &t,
+        Some(&daemon),
+        (7000, size.workers_pace, Generators::PerCpu),
+        size.step,
+    );
     drop(daemon);
 
     eprintln!("table: {} connects, queued (a strict door)", size.connects);
@@ -166,6 +184,7 @@ fn measure(size: Size) -> Figures {
     let theirs_polled = knock::polled(&t, &sources[size.polled..]);
     let theirs_grants = knock::grants(&t, size.grants);
     drop(knockd);
+    let two_workers = fanout(size);
 
     Figures {
         size,
@@ -177,7 +196,60 @@ fn measure(size: Size) -> Figures {
         first_syns: (ours_first, theirs_first),
         polled: (ours_polled, theirs_polled),
         grants: (ours_grants, theirs_grants),
+        workers: (one_worker, two_workers),
     }
+}
+
+/// Two queues (`queue num 0-1 fanout`) and two workers, one pinned to each CPU, under the
+/// same generators as the one-worker step, on a topology of its own.
+fn fanout(size: Size) -> Step {
+    let ruleset = knock_nfq::sandbox::ruleset::SHIPPED.replacen(
+        "\t\tqueue num 0\n",
+        "\t\tqueue num 0-1 fanout\n",
+        1,
+    );
+    assert_ne!(
+        ruleset,
+        knock_nfq::sandbox::ruleset::SHIPPED,
+        "the queue statement"
+    );
+    let t = Topology::with_ruleset(&ruleset);
+    let config = bench_config("").replacen("queues = [0]", "queues = [0, 1]", 1);
+    let daemon = Daemon::start_at_info(&t.gw, &config);
+    let pinned = worker_cpus(&daemon);
+    eprintln!("table: two workers (fanout), pinned to CPUs {pinned:?}");
+    assert_eq!(pinned.len(), 2, "two workers, each on one CPU: {pinned:?}");
+    assert_ne!(pinned[0], pinned[1], "the workers share a CPU");
+    if !size.warmup.is_zero() {
+        let warmup = (7000, Pace::Flood, Generators::PerCpu);
+        flood::step(&t, Some(&daemon), warmup, size.warmup);
+    }
+    flood::step(
+        &t,
+        Some(&daemon),
+        (7000, size.workers_pace, Generators::PerCpu),
+        size.step,
+    )
+}
+
+/// The CPUs each worker thread (`queue-N`) may run on, from /proc/PID/task/*/status.
+fn worker_cpus(daemon: &Daemon) -> Vec<String> {
+    let tasks = format!("/proc/{}/task", daemon.pid());
+    let mut cpus: Vec<(String, String)> = std::fs::read_dir(&tasks)
+        .expect("tasks")
+        .filter_map(|task| {
+            let dir = task.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let allowed = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+            name.starts_with("queue-")
+                .then(|| (name.trim().to_owned(), allowed.trim().to_owned()))
+        })
+        .collect();
+    cpus.sort();
+    cpus.into_iter().map(|(_, allowed)| allowed).collect()
 }
 
 /// CPUs this process may run on.
