@@ -216,9 +216,20 @@ fn fanout(size: Size) -> Step {
     let t = Topology::with_ruleset(&ruleset);
     let config = bench_config("").replacen("queues = [0]", "queues = [0, 1]", 1);
     let daemon = Daemon::start_at_info(&t.gw, &config);
-    let pinned = worker_cpus(&daemon);
+    // The workers name their threads as they start; give them a moment on a busy machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut pinned = worker_cpus(&daemon);
+    while pinned.len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        pinned = worker_cpus(&daemon);
+    }
     eprintln!("table: two workers (fanout), pinned to CPUs {pinned:?}");
-    assert_eq!(pinned.len(), 2, "two workers, each on one CPU: {pinned:?}");
+    assert_eq!(
+        pinned.len(),
+        2,
+        "two workers, each on one CPU: {pinned:?}; the daemon's log:\n{}",
+        daemon.log()
+    );
     assert_ne!(pinned[0], pinned[1], "the workers share a CPU");
     if !size.warmup.is_zero() {
         let warmup = (7000, Pace::Flood, Generators::PerCpu);
