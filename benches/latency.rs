@@ -4,7 +4,7 @@
 //!
 //! Two measurements per daemon, each try from a fresh source address:
 //! - time to admit: send the sequence (7000/tcp, 8000/tcp, 9000/udp, 20 ms apart), start the
-//!   clock at the last knock, then connect to port 22 with a new SYN every `PROBE` until one is
+//!   clock at the last knock, then connect to port 22 with a new SYN every 100 µs until one is
 //!   admitted. The first SYN leaves microseconds after the knock, racing the daemon's wake-up.
 //! - as a user runs it: Debian's `knock` client, then one connection attempt (1 s timeout), like
 //!   `knock host ... && ssh host`; counts the first attempts admitted.
@@ -17,26 +17,16 @@
 mod harness;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::knockd::Knockd;
+use harness::probe::{Try, knock_sequence, time_to_admit};
 use harness::{Daemon, Topology, config, connect_from};
 use knock_nfq::spa::{Key, Message};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const TRIES: usize = 20;
-/// How long one probe waits for its SYN to be answered before the next probe.
-const PROBE: Duration = Duration::from_micros(100);
-
-#[derive(Debug)]
-struct Try {
-    latency: Duration,
-    attempts: u32,
-}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -163,56 +153,18 @@ fn spa_datagram(key: &Key) -> Vec<u8> {
 /// One try from `source`: the knock, then connections until one is admitted.
 fn measure(topology: &Topology, source: &str, knock: Knock) -> Try {
     let source: IpAddr = source.parse().expect("literal");
-    let datagram = match knock {
-        Knock::Spa(key) => Some(spa_datagram(key)),
-        Knock::Sequence => None,
-    };
-    topology.client.run(move || {
-        let gw: IpAddr = harness::GW4.parse().expect("literal");
-        let udp = UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind");
-        if let Some(datagram) = &datagram {
-            udp.send_to(datagram, SocketAddr::new(gw, SPA_PORT))
-                .expect("send");
-        } else {
-            knock_syn(source, SocketAddr::new(gw, 7000));
-            sleep(Duration::from_millis(20));
-            knock_syn(source, SocketAddr::new(gw, 8000));
-            sleep(Duration::from_millis(20));
-            udp.send_to(b"knock", SocketAddr::new(gw, 9000))
-                .expect("send");
+    match knock {
+        Knock::Spa(key) => {
+            let datagram = spa_datagram(key);
+            time_to_admit(topology, source, move || {
+                let gw: IpAddr = harness::GW4.parse().expect("literal");
+                let udp = UdpSocket::bind(SocketAddr::new(source, 0)).expect("bind");
+                udp.send_to(&datagram, SocketAddr::new(gw, SPA_PORT))
+                    .expect("send");
+            })
         }
-        let started = Instant::now();
-        for attempts in 1.. {
-            if probe(source, SocketAddr::new(gw, 22)) {
-                return Try {
-                    latency: started.elapsed(),
-                    attempts,
-                };
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "{source}: not admitted within 5 s"
-            );
-        }
-        unreachable!()
-    })
-}
-
-/// One non-blocking connect, waiting up to `PROBE` (ppoll: microsecond resolution).
-fn probe(source: IpAddr, dest: SocketAddr) -> bool {
-    let socket = knock_syn(source, dest);
-    let mut pollfd = libc::pollfd {
-        fd: socket.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    let timeout = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: i64::try_from(PROBE.as_nanos()).expect("small"),
-    };
-    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
-    let ready = unsafe { libc::ppoll(&raw mut pollfd, 1, &raw const timeout, std::ptr::null()) };
-    ready == 1 && socket.take_error().ok().flatten().is_none() && socket.peer_addr().is_ok()
+        Knock::Sequence => time_to_admit(topology, source, move || knock_sequence(source)),
+    }
 }
 
 /// Debian's `knock` from `source`'s namespace default, then one connection attempt.
@@ -226,17 +178,6 @@ fn knock_then_connect(topology: &Topology, source: &str) -> bool {
         let gw: IpAddr = harness::GW4.parse().expect("literal");
         connect_from(source, SocketAddr::new(gw, 22), Duration::from_secs(1)).is_ok()
     })
-}
-
-/// Sends one SYN from `source` without waiting; the socket is the caller's to poll or drop.
-fn knock_syn(source: IpAddr, dest: SocketAddr) -> Socket {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-    socket
-        .bind(&SockAddr::from(SocketAddr::new(source, 0)))
-        .expect("bind");
-    socket.set_nonblocking(true).expect("nonblocking");
-    let _ = socket.connect(&SockAddr::from(dest));
-    socket
 }
 
 /// `knock`, then one connection, `TRIES` times; each try starts without a grant.

@@ -19,7 +19,8 @@
 //!   recorded durably before its grant.
 //! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into an [`engine::Knock`].
 //! - [`queue`]: the packet path. The engine sharded by source ([`queue::State`]) and the NFQUEUE
-//!   workers (nfq), one blocking thread per queue: parse, step the engine under the shard lock,
+//!   workers (nfq), one blocking thread per queue (pinned to a CPU each when there are several,
+//!   to match `queue num 0-N fanout`): parse, step the engine under the shard lock,
 //!   commit the grants after releasing it, send the verdict (drops batched into one netlink
 //!   message). A touched trap port bans its source (an IPv6 source with its /64) in the
 //!   kernel's blocked sets. A connection to a protected service that raced its own knock is

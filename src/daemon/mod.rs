@@ -135,7 +135,9 @@ impl Daemon {
         let stop = Arc::new(AtomicBool::new(false));
         queue::install_wake_handler().map_err(DaemonError::Runtime)?;
         let mut workers = Vec::new();
-        for &num in &config.daemon.queues {
+        let placements = queue::affinity::placements(config.daemon.queues.len())
+            .map_err(DaemonError::Runtime)?;
+        for (&num, &placement) in config.daemon.queues.iter().zip(&placements) {
             let queue = queue::open(num)?;
             let worker = Worker::new(
                 num,
@@ -145,7 +147,7 @@ impl Daemon {
                 Arc::clone(&stop),
                 publisher.clone(),
             );
-            workers.push(worker.spawn().map_err(DaemonError::Runtime)?);
+            workers.push(worker.spawn(placement).map_err(DaemonError::Runtime)?);
         }
         let reporter = start_reporter(&config, &state, &stop)?;
         Ok(Daemon {

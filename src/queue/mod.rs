@@ -1,4 +1,5 @@
-//! NFQUEUE workers: one blocking thread per configured queue (nfq crate).
+//! NFQUEUE workers: one blocking thread per configured queue (nfq crate), each pinned to a CPU
+//! when there are several ([`affinity`]).
 //!
 //! Every received packet gets a verdict, always: parse failures are counted and dropped (a
 //! packet that was not judged is never let through), and the grant of a completing knock is
@@ -9,6 +10,7 @@
 //! for a new instance), which is unparseable and dropped, or whole (nfq's own bind asks for
 //! that), which is judged as usual; and a new instance has no fail-open, so a full queue drops.
 
+pub mod affinity;
 mod held;
 mod ifname;
 pub(crate) mod limit;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
+use super::affinity::{Placement, pin_current_thread};
 use super::held::{self, Held, HeldConnection, Recheck};
 use super::ifname::{IfName, IfNames};
 use super::limit::{Backoff, ErrorStreak, Gate, RateLimit};
@@ -115,11 +116,19 @@ impl Worker {
         }
     }
 
-    pub fn spawn(self) -> io::Result<WorkerHandle> {
+    /// Starts the worker on its own thread, pinned to `placement`.
+    pub fn spawn(self, placement: Placement) -> io::Result<WorkerHandle> {
         let num = self.num;
         let thread = thread::Builder::new()
             .name(format!("queue-{num}"))
-            .spawn(move || self.run())?;
+            .spawn(move || {
+                match pin_current_thread(placement) {
+                    Ok(()) => debug!(queue = num, ?placement, "worker placed"),
+                    // Still correct, only slower: warn and run where the scheduler puts it.
+                    Err(err) => warn!(queue = num, ?placement, error = %err, "cannot pin the worker to its CPU"),
+                }
+                self.run();
+            })?;
         Ok(WorkerHandle { num, thread })
     }
 

@@ -4,67 +4,19 @@
 //! knocked stay dropped in the kernel; with the daemon down or its queue full, held
 //! connections are dropped, never let through.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-
+use crate::harness::probe::{knock_and_connect_at_once, revoke_all};
 use crate::harness::*;
 use crate::require_netns;
 
 const TRIES: usize = 10;
-/// Shorter than the kernel's first SYN retransmit (1 s): a connection made within it was
-/// admitted on its first SYN.
-const FIRST_SYN: Duration = Duration::from_millis(900);
-
-/// A client nobody here wrote would do this: three knocks 2 ms apart, then connect at once.
-/// Returns how long the connection took, or `None` if its first SYN was not admitted.
-fn knock_and_connect_at_once(
-    t: &Topology,
-    source: &str,
-    host: &str,
-    dest: &str,
-) -> Option<Duration> {
-    let source: IpAddr = source.parse().unwrap();
-    let host: IpAddr = host.parse().unwrap();
-    let dest: SocketAddr = dest.parse().unwrap();
-    t.client.run(move || {
-        let mut syns = Vec::new();
-        for port in [7000, 8000] {
-            let target = SocketAddr::new(host, port);
-            let socket = Socket::new(
-                Domain::for_address(target),
-                Type::STREAM,
-                Some(Protocol::TCP),
-            )
-            .unwrap();
-            socket
-                .bind(&SockAddr::from(SocketAddr::new(source, 0)))
-                .unwrap();
-            socket.set_nonblocking(true).unwrap();
-            let _ = socket.connect(&SockAddr::from(target));
-            syns.push(socket);
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let udp = UdpSocket::bind(SocketAddr::new(source, 0)).unwrap();
-        udp.send_to(b"knock", SocketAddr::new(host, 9000)).unwrap();
-        let started = Instant::now();
-        let connected = connect_from(source, dest, FIRST_SYN);
-        connected.ok().map(|_| started.elapsed())
-    })
-}
 
 fn held(metrics: &daemon::Metrics, result: &str) -> f64 {
     metrics.value(
         "knock_nfq_held_connections_total",
         &[&format!("result=\"{result}\"")],
     )
-}
-
-fn revoke_all(t: &Topology) {
-    for set in ["allow4", "allow6", "allow_fwd4", "allow_fwd6"] {
-        t.gw.exec("nft", &["flush", "set", "inet", "knock_nfq", set]);
-    }
 }
 
 #[test]

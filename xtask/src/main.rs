@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         Some("deps") => install_packages(),
         Some("package") => install_packages().and_then(|()| package::package().map(drop)),
         Some("demo") => demo(),
+        Some("bench") => bench(&args[1..]),
         Some("fuzz") => match args.get(1).map(|s| s.parse::<u32>()) {
             None => fuzz(FUZZ_SECONDS),
             Some(Ok(seconds)) => fuzz(seconds),
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo|test [cargo test args]|package|fuzz [SECONDS]|deps>"
+                "usage: cargo xtask <demo|test [cargo test args]|bench [--smoke]|package|fuzz [SECONDS]|deps>"
             );
             return ExitCode::from(2);
         }
@@ -78,7 +79,8 @@ fn main() -> ExitCode {
 /// Debian package's tests (tests/package/, on the .deb built first). Without root those cannot
 /// run, and the command fails
 /// rather than pass with them skipped. A full run (no arguments) then runs the measuring tests
-/// alone, optimized (the flood, the fleet's propagation), and ends with a short fuzz run.
+/// alone, optimized (the flood, the fleet's propagation), the benchmark table's smoke run, and
+/// ends with a short fuzz run.
 fn test(extra: &[String]) -> Result<(), String> {
     install_packages()?;
     package::generate_docs()?;
@@ -117,6 +119,8 @@ fn test(extra: &[String]) -> Result<(), String> {
                 "--nocapture",
             ])
             .args(ALONE_TESTS))?;
+        // The benchmark table at a tiny rate: its code keeps measuring (each row asserted).
+        bench(&["--smoke".to_owned()])?;
         fuzz(FUZZ_SECONDS)?;
     }
     Ok(())
@@ -182,6 +186,28 @@ fn split_test_args(extra: &[String]) -> (&[String], &[String]) {
         Some(i) => (&extra[..i], &extra[i + 1..]),
         None => (extra, &[]),
     }
+}
+
+/// The benchmark table (benches/table/): the daemon's packet path against the kernel's and
+/// knock-nfq against Debian's knockd, in one run, printed as Markdown. Needs root; `--smoke`
+/// runs it at a tiny rate in a few seconds.
+fn bench(args: &[String]) -> Result<(), String> {
+    install_packages()?;
+    if !is_root() {
+        return Err(
+            "the benchmark table needs root (network namespaces, NFQUEUE): \
+                    run `cargo xtask bench` as root"
+                .into(),
+        );
+    }
+    let smoke = match args {
+        [] => None,
+        [flag] if flag == "--smoke" => Some("--smoke"),
+        _ => return Err("usage: cargo xtask bench [--smoke]".into()),
+    };
+    run(Command::new(cargo())
+        .args(["bench", "--bench", "table", "--"])
+        .args(smoke))
 }
 
 /// Builds the daemon and runs `knock-nfq demo` (which needs root).

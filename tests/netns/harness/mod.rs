@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod knockd;
 pub mod netns;
+pub mod probe;
 pub mod prometheus;
 pub mod topology;
 

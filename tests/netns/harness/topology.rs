@@ -28,10 +28,16 @@ pub struct Topology {
 
 impl Topology {
     pub fn new() -> Topology {
+        Topology::with_ruleset(ruleset::SHIPPED)
+    }
+
+    /// Like [`Topology::new`], with `ruleset` instead of the shipped one (e.g. its queue
+    /// statement changed to `queue num 0-1 fanout`).
+    pub fn with_ruleset(ruleset: &str) -> Topology {
         let sandbox::Topology { client, gw, lan } =
             sandbox::Topology::build("k").unwrap_or_else(|e| panic!("{e}"));
         let (client, gw, lan) = (Netns::from(client), Netns::from(gw), Netns::from(lan));
-        let mode = load_ruleset(&gw, ruleset::SHIPPED);
+        let mode = load_ruleset(&gw, ruleset);
         serve(&gw, 22, "gw");
         serve(&lan, 80, "lan");
         Topology {

@@ -1,0 +1,185 @@
+//! The flood rows: hping3 SYNs from random sources at the gateway, through the daemon (the
+//! first knock port, queued) or dropped in the kernel (port 22, `protected`), at stepped rates.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Daemon, GW4, Topology};
+
+/// How hping3 paces its SYNs: `-i uN` (one every N µs, at best: it sleeps between sends),
+/// or `--flood` (as fast as it can).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    Every(u32),
+    Flood,
+}
+
+impl Pace {
+    pub fn label(self) -> String {
+        match self {
+            Pace::Every(us) => format!("-i u{us}"),
+            Pace::Flood => "--flood".into(),
+        }
+    }
+}
+
+/// Where the generators run: one hping3 anywhere, or one pinned to each CPU (so that
+/// `queue num 0-1 fanout`, which picks the queue by the CPU that handles the packet, sees both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generators {
+    One,
+    PerCpu,
+}
+
+/// hping3 in the client namespace; killed on drop.
+pub struct Flood(Vec<Child>);
+
+impl Flood {
+    pub fn start(t: &Topology, port: u16, pace: Pace, generators: Generators) -> Flood {
+        let port = port.to_string();
+        let pace_args: Vec<String> = match pace {
+            Pace::Every(us) => vec!["-i".into(), format!("u{us}")],
+            Pace::Flood => vec!["--flood".into()],
+        };
+        let cpus: Vec<Option<usize>> = match generators {
+            Generators::One => vec![None],
+            Generators::PerCpu => (0..crate::cpus()).map(Some).collect(),
+        };
+        let children = cpus
+            .into_iter()
+            .map(|cpu| {
+                let mut command = match cpu {
+                    Some(cpu) => {
+                        let mut c = t.client.command("taskset");
+                        c.args(["-c", &cpu.to_string(), "hping3"]);
+                        c
+                    }
+                    None => t.client.command("hping3"),
+                };
+                command
+                    .args(&pace_args)
+                    .args(["--rand-source", "-q", "-S", "-p", &port, GW4])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start hping3")
+            })
+            .collect();
+        Flood(children)
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Counters read before and after a step.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    rx: u64,
+    verdicts: f64,
+    queue_drops: u64,
+    backlog_drops: u64,
+    cpu_ticks: u64,
+}
+
+/// One step's rates.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub pace: Pace,
+    /// Packets per second the gateway's WAN interface received.
+    pub offered: f64,
+    pub verdicts_per_s: f64,
+    /// Packets the kernel dropped at the full queue or socket (fail closed, unjudged).
+    pub queue_drops: u64,
+    /// Packets dropped before any firewall saw them (a CPU's input backlog was full).
+    pub backlog_drops: u64,
+    /// Daemon CPU time (user + system, /proc/PID/stat) per verdict, µs.
+    pub cpu_us_per_verdict: f64,
+}
+
+fn counters(t: &Topology, daemon: Option<&Daemon>) -> Counters {
+    Counters {
+        rx: wan_rx_packets(t),
+        verdicts: daemon.map_or(0.0, |d| verdicts(&d.metrics(&t.gw))),
+        queue_drops: queue_drops(t),
+        backlog_drops: backlog_drops(),
+        cpu_ticks: daemon.map_or(0, Daemon::cpu_ticks),
+    }
+}
+
+/// Floods `port` for `length` at `pace`; the daemon (if any) gets a moment to answer what is
+/// still queued before the counters are read again.
+pub fn step(
+    t: &Topology,
+    daemon: Option<&Daemon>,
+    (port, pace, generators): (u16, Pace, Generators),
+    length: Duration,
+) -> Step {
+    let before = counters(t, daemon);
+    let started = Instant::now();
+    {
+        let _flood = Flood::start(t, port, pace, generators);
+        std::thread::sleep(length);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = counters(t, daemon);
+    let verdicts = after.verdicts - before.verdicts;
+    let cpu_seconds = (after.cpu_ticks - before.cpu_ticks) as f64 / crate::clock_ticks();
+    Step {
+        pace,
+        offered: (after.rx - before.rx) as f64 / seconds,
+        verdicts_per_s: verdicts / seconds,
+        queue_drops: after.queue_drops - before.queue_drops,
+        backlog_drops: after.backlog_drops - before.backlog_drops,
+        cpu_us_per_verdict: 1e6 * cpu_seconds / verdicts.max(1.0),
+    }
+}
+
+pub fn verdicts(metrics: &crate::harness::daemon::Metrics) -> f64 {
+    ["drop", "accept"]
+        .iter()
+        .map(|v| metrics.value("knock_nfq_verdicts_total", &[&format!("verdict=\"{v}\"")]))
+        .sum()
+}
+
+/// Packets the gateway's WAN interface has received.
+fn wan_rx_packets(t: &Topology) -> u64 {
+    let out =
+        t.gw.exec("cat", &["/sys/class/net/wan0/statistics/rx_packets"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("rx_packets: {text:?}"))
+}
+
+/// What the kernel dropped at the gateway's bound queues: fields 6 and 7 of each line of
+/// /proc/net/netfilter/nfnetlink_queue (queue full, socket full).
+fn queue_drops(t: &Topology) -> u64 {
+    let out = t.gw.exec("cat", &["/proc/net/netfilter/nfnetlink_queue"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let fields: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            fields.get(5).copied().unwrap_or(0) + fields.get(6).copied().unwrap_or(0)
+        })
+        .sum()
+}
+
+/// The second column of /proc/net/softnet_stat (input backlog full), over every CPU.
+fn backlog_drops() -> u64 {
+    let stat = std::fs::read_to_string("/proc/net/softnet_stat").expect("softnet_stat");
+    stat.lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .map(|hex| u64::from_str_radix(hex, 16).expect("hex"))
+        .sum()
+}
