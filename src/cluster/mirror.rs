@@ -81,8 +81,11 @@ impl Mirror {
             return None;
         }
         let remaining = record.remaining(now)?;
-        let Some(timeout) = self.limits.cap(element.target, remaining) else {
-            self.installed.remove(&element);
+        let Some(timeout) = self.limits.cap(element.source, element.target, remaining) else {
+            // Installed under doors a reload has since narrowed: take it back.
+            if self.installed.remove(&element).is_some() {
+                return Some(Change::Remove { element });
+            }
             return Some(Change::Refuse { element });
         };
         self.installed.insert(element, now + timeout);
@@ -269,8 +272,14 @@ mod tests {
             put(&mut mirror, web, "gw1", S(1030), S(1000)),
             Some(Change::Refuse { element: web })
         );
-        // After a reload that drops the door, 22/tcp is refused too.
+        // After a reload that drops the door, 22/tcp is taken back, then refused.
         mirror.set_limits(Limits::default());
+        assert_eq!(
+            put(&mut mirror, element(1), "gw1", S(1030), S(1010)),
+            Some(Change::Remove {
+                element: element(1)
+            })
+        );
         assert_eq!(
             put(&mut mirror, element(1), "gw1", S(1030), S(1010)),
             Some(Change::Refuse {
