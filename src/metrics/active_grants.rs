@@ -133,10 +133,17 @@ impl GrantBook {
         Some(entry)
     }
 
-    /// Whether `source` holds a grant of an open door that has not run out by `now`.
-    pub fn holds(&mut self, now: Instant, source: IpAddr) -> bool {
+    /// Whether a source in `scope` (one address, or an IPv6 network a ban would cover) holds a
+    /// grant of an open door that has not run out by `now`.
+    pub fn holds_within(&mut self, now: Instant, scope: ipnet::IpNet) -> bool {
         self.expire(now);
-        (0..self.doors.len()).any(|id| self.entries.contains_key(&(id, source)))
+        if scope.prefix_len() == scope.max_prefix_len() {
+            let source = scope.addr();
+            return (0..self.doors.len()).any(|id| self.entries.contains_key(&(id, source)));
+        }
+        self.entries
+            .keys()
+            .any(|&(_, source)| scope.contains(&source))
     }
 
     /// Active grants per open door at `now`, in config order.
@@ -224,8 +231,8 @@ impl ActiveGrants {
         self.book().record(now, door, source);
     }
 
-    pub fn holds(&self, now: Instant, source: IpAddr) -> bool {
-        self.book().holds(now, source)
+    pub fn holds_within(&self, now: Instant, scope: ipnet::IpNet) -> bool {
+        self.book().holds_within(now, scope)
     }
 
     pub fn replace_doors(&self, doors: &[Door], capacity: usize) {

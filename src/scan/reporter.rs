@@ -121,14 +121,19 @@ impl Reporter {
         if blocklist.never_bans(source) {
             return;
         }
-        if self.detector.observe(now, (source, port), limits).0 != Observation::Detected {
+        // Counted per ban scope: an IPv6 scanner that takes a new address of its /64 for each
+        // probe is still one scanner.
+        let scope = blocklist.ban_scope(source);
+        let key = (scope.network(), port);
+        if self.detector.observe(now, key, limits).0 != Observation::Detected {
             return;
         }
-        if self.state.metrics.active_grants.holds(now, source) {
-            info!(%source, "not banned for a port scan: it holds a grant");
+        // Nor is a neighbour that holds a grant banned with its /64.
+        if self.state.metrics.active_grants.holds_within(now, scope) {
+            info!(%source, banned = %scope, "not banned for a port scan: a source there holds a grant");
             return;
         }
-        self.ban(now, blocklist.ban_scope(source), source, limits);
+        self.ban(now, scope, source, limits);
     }
 
     /// Bans like a trap port does: the kernel's blocked sets, and the knock state discarded.

@@ -155,7 +155,7 @@ fn a_scan_below_the_threshold_or_from_a_granted_source_bans_nothing_and_a_reload
     assert!(
         daemon
             .log()
-            .contains("not banned for a port scan: it holds a grant"),
+            .contains("not banned for a port scan: a source there holds a grant"),
         "log:\n{}",
         daemon.log()
     );
