@@ -222,7 +222,13 @@ impl Daemon {
             return Err(DaemonError::WorkerDied { queue: dead.num });
         }
         if self.reporter.as_ref().is_some_and(|r| !r.is_alive()) {
-            return Err(DaemonError::ReporterDied);
+            // Scan bans configured: restart (systemd) rather than run without them. Otherwise
+            // the reports were ignored anyway; keeping every door working matters more.
+            if self.config.blocklist.scan.is_some() {
+                return Err(DaemonError::ReporterDied);
+            }
+            warn!("the scan report reader stopped; no scan bans until the next restart");
+            self.reporter = None;
         }
         let table = self.config.daemon.table.clone();
         match self.nft.table_handle() {

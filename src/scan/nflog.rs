@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use super::ScanError;
 
+/// Report datagrams skipped while waiting for a configuration request's acknowledgement.
+const MAX_SKIPPED: usize = 64;
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NFNL_SUBSYS_ULOG: u16 = 4;
@@ -71,13 +73,18 @@ impl LogSocket {
         Ok(log)
     }
 
+    /// Reports may already arrive between the requests: they are skipped (the receive timeout
+    /// ends the wait if the acknowledgement never comes).
     fn expect_ack(&mut self, seq: u32) -> io::Result<()> {
-        let got = self.socket.recv_raw(&mut self.buf)?;
-        match ack_errno(&self.buf[..got], seq) {
-            Some(0) => Ok(()),
-            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
-            None => Err(io::Error::other("no acknowledgement from nfnetlink_log")),
+        for _ in 0..MAX_SKIPPED {
+            let got = self.socket.recv_raw(&mut self.buf)?;
+            match ack_errno(&self.buf[..got], seq) {
+                Some(0) => return Ok(()),
+                Some(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                None => continue,
+            }
         }
+        Err(io::Error::other("no acknowledgement from nfnetlink_log"))
     }
 
     /// Waits for the next batch of reports.
