@@ -4,6 +4,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness::counters::{backlog_drops, wan_rx_packets};
 use crate::harness::{Daemon, GW4, Topology};
 
 /// How hping3 paces its SYNs: `-i uN` (one every N µs, at best: it sleeps between sends),
@@ -149,16 +150,6 @@ pub fn verdicts(metrics: &crate::harness::daemon::Metrics) -> f64 {
         .sum()
 }
 
-/// Packets the gateway's WAN interface has received.
-fn wan_rx_packets(t: &Topology) -> u64 {
-    let out =
-        t.gw.exec("cat", &["/sys/class/net/wan0/statistics/rx_packets"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("rx_packets: {text:?}"))
-}
-
 /// What the kernel dropped at the gateway's bound queues: fields 6 and 7 of each line of
 /// /proc/net/netfilter/nfnetlink_queue (queue full, socket full).
 fn queue_drops(t: &Topology) -> u64 {
@@ -172,14 +163,5 @@ fn queue_drops(t: &Topology) -> u64 {
                 .collect();
             fields.get(5).copied().unwrap_or(0) + fields.get(6).copied().unwrap_or(0)
         })
-        .sum()
-}
-
-/// The second column of /proc/net/softnet_stat (input backlog full), over every CPU.
-fn backlog_drops() -> u64 {
-    let stat = std::fs::read_to_string("/proc/net/softnet_stat").expect("softnet_stat");
-    stat.lines()
-        .filter_map(|line| line.split_whitespace().nth(1))
-        .map(|hex| u64::from_str_radix(hex, 16).expect("hex"))
         .sum()
 }

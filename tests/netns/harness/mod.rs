@@ -1,6 +1,7 @@
 //! The netns integration harness: the library's sandbox (namespaces, the topology, the ruleset
 //! loader, the services) with panicking methods, the real daemon, real clients.
 
+pub mod counters;
 pub mod daemon;
 pub mod knockd;
 pub mod netns;
