@@ -20,12 +20,14 @@
 //! - [`packet`]: borrowed parsing of queued IPv4/IPv6 packets into an [`engine::Knock`].
 //! - [`queue`]: the packet path. The engine sharded by source ([`queue::State`]) and the NFQUEUE
 //!   workers (nfq), one blocking thread per queue (pinned to a CPU each when there are several,
-//!   to match `queue num 0-N fanout`): parse, step the engine under the shard lock,
-//!   commit the grants after releasing it, send the verdict (drops batched into one netlink
-//!   message). A touched trap port bans its source (an IPv6 source with its /64) in the
+//!   to match `queue num 0-N fanout`): receive up to 32 packets in one system call, step the
+//!   engine under the shard lock for each, commit the receive's grants in one batch after
+//!   releasing it, then send all its verdicts in one datagram (drops as one batch verdict).
+//!   A touched trap port bans its source (an IPv6 source with its /64) in the
 //!   kernel's blocked sets. A connection to a protected service that raced its own knock is
 //!   held briefly and admitted only if the kernel holds its grant. The nfq crate is a local
-//!   fork (`vendor/nfq`) that can size the queue socket's buffer and send batch verdicts.
+//!   fork (`vendor/nfq`) that can size the queue socket's buffer, receive many packets per
+//!   system call and send many verdicts per datagram.
 //! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
 //!   grants with per-element timeouts, grant lookups, and reading the ruleset back for `check`.
 //!   Its unsafe code lives in `nft::sys`.

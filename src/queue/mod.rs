@@ -3,7 +3,9 @@
 //!
 //! Every received packet gets a verdict, always: parse failures are counted and dropped (a
 //! packet that was not judged is never let through), and the grant of a completing knock is
-//! committed to nftables before that packet's drop verdict.
+//! committed to nftables before that packet's drop verdict. A worker reads the packets waiting
+//! in its socket together (up to `nfq::RECV_BATCH` per `recvmmsg`), decides each, commits their
+//! grants in one nftables batch and sends their verdicts in one datagram.
 //!
 //! `open` binds before it configures (NFQUEUE has no instance to configure until it is bound).
 //! The window is harmless: a packet queued in it arrives with no payload (the kernel's default

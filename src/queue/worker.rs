@@ -59,15 +59,17 @@ pub struct Worker {
     refusal_warnings: RateLimit,
     receive_errors: ErrorStreak,
     grant_failure_warnings: RateLimit,
-    /// Grants of the packet being decided, each with its door's counters; reused.
+    /// Grants of the packets of this receive, each with its door's counters; reused.
     pending: Vec<(Grant, DoorMetrics)>,
     /// Connections that raced their knock, waiting for its grant.
     held: Held<nfq::Message>,
     /// Whether a grant was committed since the held connections were last looked up.
     recheck: Recheck,
     ifnames: IfNames,
-    /// Drops decided but not yet sent: one batch verdict covers them.
+    /// Drops decided but not yet staged: one batch verdict covers them.
     drops: verdict::DropBatch,
+    /// When each packet whose verdict is not yet sent was received; reused.
+    received: Vec<Instant>,
     /// Where committed grants go next: the other gateways, through the cluster task.
     publisher: Publisher,
 }
@@ -113,6 +115,7 @@ impl Worker {
             recheck: Recheck::Expired,
             ifnames: IfNames::new(Instant::now()),
             drops: verdict::DropBatch::default(),
+            received: Vec::with_capacity(nfq::RECV_BATCH * 2),
         }
     }
 
@@ -135,20 +138,18 @@ impl Worker {
     fn run(mut self) {
         debug!(queue = self.num, "worker started");
         while !self.stop.load(Ordering::Acquire) {
-            // With connections held, the clock matters even when no packet comes; decided
-            // drops go out before the worker waits.
-            self.queue
-                .set_nonblocking(!self.held.is_empty() || self.drops.is_pending());
+            // With connections held, the clock matters even when no packet comes.
+            self.queue.set_nonblocking(!self.held.is_empty());
             match self.queue.recv() {
                 Ok(message) => {
                     self.receive_errors.clear();
                     self.answer(message);
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock && self.drops.is_pending() => {
-                    self.flush_drops();
-                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => thread::sleep(held::POLL),
                 Err(err) => self.receive_failed(&err),
+            }
+            if self.queue.buffered() == 0 {
+                self.end_drain();
             }
             if !self.held.is_empty() {
                 self.settle_held(Instant::now());
@@ -156,6 +157,19 @@ impl Worker {
         }
         self.drain();
         debug!(queue = self.num, "worker stopped");
+    }
+
+    /// Finishes the packets one receive brought in: their grants are committed in one batch,
+    /// then their verdicts go out in one datagram (so a knock's grant precedes its drop, and
+    /// the connection it opens is admitted by the kernel).
+    fn end_drain(&mut self) {
+        if !self.pending.is_empty() {
+            self.consume_once_only();
+        }
+        if !self.pending.is_empty() {
+            self.commit_pending();
+        }
+        self.flush_verdicts();
     }
 
     /// Gives a verdict to every packet still in the socket, then leaves the queue.
@@ -168,8 +182,11 @@ impl Worker {
                 Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::ENOBUFS)) => {}
                 Err(_) => break,
             }
+            if self.queue.buffered() == 0 {
+                self.end_drain();
+            }
         }
-        self.flush_drops();
+        self.end_drain();
         // Held connections (some may have come in just now) get their verdict too.
         for connection in self.held.take_all() {
             self.state.metrics.held_dropped.inc();
@@ -179,6 +196,7 @@ impl Worker {
                 connection.received,
             );
         }
+        self.flush_verdicts();
         let _ = self.queue.unbind(self.num);
     }
 
@@ -250,7 +268,7 @@ impl Worker {
             Decision::Hold(attempt) => attempt,
         };
         // A batch verdict covers every lower packet id: none may be pending behind a held one.
-        self.flush_drops();
+        self.stage_drops();
         let connection = HeldConnection {
             message,
             attempt,
@@ -281,6 +299,7 @@ impl Worker {
             };
             self.settled(connection, verdict);
         }
+        self.flush_verdicts();
     }
 
     fn settled(&mut self, connection: HeldConnection<nfq::Message>, verdict: Verdict) {
@@ -320,10 +339,6 @@ impl Worker {
             }
             hold @ Decision::Hold(_) => return hold,
         };
-        self.consume_once_only();
-        if !self.pending.is_empty() {
-            self.commit_pending();
-        }
         Decision::Now(verdict)
     }
 
@@ -415,65 +430,88 @@ impl Worker {
         Decision::Now(verdict)
     }
 
-    /// Commits the pending grants in one batch before the verdict goes out, so the client's
-    /// next SYN is admitted.
+    /// Commits the grants of this receive's packets in one batch before their verdicts go
+    /// out, so each client's next SYN is admitted. If the batch fails, each grant is tried
+    /// alone: one the kernel refuses (its set is full) must not cost the others theirs.
     fn commit_pending(&mut self) {
+        let all = 0..self.pending.len();
+        let result = self.commit_range(all.clone());
+        match result {
+            Err(_) if all.len() > 1 => {
+                for i in all {
+                    let result = self.commit_range(i..i + 1);
+                    self.record_commit(i, &result);
+                }
+            }
+            result => all.for_each(|i| self.record_commit(i, &result)),
+        }
+        self.pending.clear();
+    }
+
+    /// Commits the pending grants in `range` in one batch, retrying one that revokes access
+    /// (a lost revoke leaves open what the user asked to close; bounded).
+    fn commit_range(&mut self, range: std::ops::Range<usize>) -> Result<Instant, NftError> {
         let started = Instant::now();
-        let mut result = self.commit_once();
-        // A lost revoke leaves access open that the user asked to close: try again (bounded).
-        let has_close = self
-            .pending
+        let has_close = self.pending[range.clone()]
             .iter()
             .any(|(g, _)| g.action() == Action::Close);
+        let mut result = self.commit_once(range.clone());
         for _ in 1..CLOSE_ATTEMPTS {
             match &result {
-                Err(err) if has_close && !err.is_set_full() => result = self.commit_once(),
+                Err(err) if has_close && !err.is_set_full() => {
+                    result = self.commit_once(range.clone());
+                }
                 _ => break,
             }
         }
         let committed = Instant::now();
-        let wall_committed = crate::clock::unix_now();
-        let metrics = &self.state.metrics;
-        metrics
+        self.state
+            .metrics
             .nft_batch_seconds
             .observe(committed.duration_since(started).as_secs_f64());
-        for (grant, counters) in self.pending.drain(..) {
-            let (spec, source) = (&*grant.spec, grant.source);
-            if spec.targets_for(source).is_empty() {
-                info!(door = %spec.door, %source, "sequence complete, but the door has no target for this address family");
-                continue;
+        result.map(|()| started)
+    }
+
+    /// Counts, logs and publishes the pending grant `i` after its commit (`Ok` holds when the
+    /// commit started).
+    fn record_commit(&mut self, i: usize, result: &Result<Instant, NftError>) {
+        let (grant, counters) = &self.pending[i];
+        let (spec, source) = (&*grant.spec, grant.source);
+        if spec.targets_for(source).is_empty() {
+            info!(door = %spec.door, %source, "sequence complete, but the door has no target for this address family");
+            return;
+        }
+        let now = Instant::now();
+        let metrics = &self.state.metrics;
+        let err = match result {
+            Ok(started) => {
+                counters.grants.inc();
+                // Committed here first; the fleet hears of it after the verdict's work.
+                self.publisher.publish(grant, crate::clock::unix_now());
+                metrics.active_grants.record(now, spec, source);
+                log_grant(spec, source, now.duration_since(*started));
+                return;
             }
-            let err = match &result {
-                Ok(()) => {
-                    counters.grants.inc();
-                    // Committed here first; the fleet hears of it after the verdict's work.
-                    self.publisher.publish(&grant, wall_committed);
-                    metrics.active_grants.record(committed, spec, source);
-                    log_grant(spec, source, committed.duration_since(started));
-                    continue;
-                }
-                Err(err) => err,
-            };
-            let refused = &counters.refused;
-            match err.is_set_full() {
-                true => refused.set_full.inc(),
-                false => refused.nft_error.inc(),
-            }
-            // A flood of completions must not become a flood of log lines.
-            if let Gate::Report { events } = self.grant_failure_warnings.check(committed) {
-                error!(
-                    queue = self.num, door = %spec.door, %source, action = spec.action.name(),
-                    error = %err, cause = ?std::error::Error::source(err), failed = events,
-                    "grant failed; the client's access is unchanged"
-                );
-            }
+            Err(err) => err,
+        };
+        let refused = &counters.refused;
+        match err.is_set_full() {
+            true => refused.set_full.inc(),
+            false => refused.nft_error.inc(),
+        }
+        // A flood of completions must not become a flood of log lines.
+        if let Gate::Report { events } = self.grant_failure_warnings.check(now) {
+            error!(
+                queue = self.num, door = %spec.door, %source, action = spec.action.name(),
+                error = %err, cause = ?std::error::Error::source(err), failed = events,
+                "grant failed; the client's access is unchanged"
+            );
         }
     }
 
-    fn commit_once(&mut self) -> Result<(), NftError> {
-        let result = self
-            .nft
-            .apply_grants(self.pending.iter().map(|(grant, _)| grant));
+    fn commit_once(&mut self, range: std::ops::Range<usize>) -> Result<(), NftError> {
+        let grants = self.pending[range].iter().map(|(grant, _)| grant);
+        let result = self.nft.apply_grants(grants);
         match &result {
             Ok(()) => self.recheck = Recheck::All,
             Err(_) => self.state.metrics.nft_errors.inc(),

@@ -1,43 +1,40 @@
-//! Sending verdicts. Drops are batched: while no connection is held, a dropped packet's verdict
-//! waits, and one `NFQNL_MSG_VERDICT_BATCH` drops every packet up to the last one, sent after
-//! [`MAX_BATCH`] drops or as soon as the socket has nothing more to read. Under a flood of
-//! forged knocks that saves a netlink send per packet. Accepts go out one by one at once (a
-//! fallback-mode accept also rewrites the packet's mark).
+//! Sending verdicts. One receive brings in up to `nfq::RECV_BATCH` packets; their verdicts are
+//! staged and go out together in one datagram once the receive's grants are committed (see
+//! `Worker::end_drain`), so a flood costs two system calls per receive, not two per packet.
+//! Drops are coalesced further: while no connection is held, one `NFQNL_MSG_VERDICT_BATCH`
+//! drops every packet up to the receive's last one, after the staged accepts. An accept is a
+//! message of its own (a fallback-mode accept also rewrites the packet's mark).
 
-use std::time::Instant;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use super::Worker;
 use crate::engine::Verdict;
 use crate::queue::FALLBACK_MARK;
 
-/// Drops held back before a batch verdict is sent regardless.
-const MAX_BATCH: u32 = 64;
+/// Tries of a send of staged verdicts that fails for want of memory or by a signal...
+const SEND_ATTEMPTS: u32 = 3;
+/// ...and the pause between them.
+const SEND_RETRY_PAUSE: Duration = Duration::from_micros(200);
 
-/// Whether a drop may wait for a batch verdict. Only a packet answered as it arrives may: a
-/// batch covers every lower packet id, so it must never overtake a connection that was held
-/// (held connections are few; theirs go out one by one).
+/// Whether a drop may join a batch verdict. Only a packet answered as it arrives may: a batch
+/// covers every lower packet id, so it must never overtake a connection that was held (held
+/// connections are few; theirs go out one by one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Batching {
     Allowed,
     Never,
 }
 
-/// The drops decided but not yet sent: the highest packet id and how many.
+/// The drops decided but not yet staged: the highest packet id.
 #[derive(Debug, Default)]
 pub(super) struct DropBatch {
     last_id: Option<u32>,
-    count: u32,
-}
-
-impl DropBatch {
-    pub(super) fn is_pending(&self) -> bool {
-        self.last_id.is_some()
-    }
 }
 
 impl Worker {
-    /// Sends (or, for a drop, batches) the verdict. `verdict_seconds` is observed when the
-    /// verdict is decided; a batched drop reaches the kernel at most [`MAX_BATCH`] packets later.
+    /// Stages (or, for a drop, coalesces) the verdict; it reaches the kernel when the receive's
+    /// packets are all decided and their grants committed ([`Worker::flush_verdicts`]).
     pub(super) fn send(
         &mut self,
         mut message: nfq::Message,
@@ -61,33 +58,63 @@ impl Worker {
                 metrics.verdict_drop.inc();
             }
         }
-        metrics
-            .verdict_seconds
-            .observe(received.elapsed().as_secs_f64());
+        self.received.push(received);
         // A batch covers every lower id, so a held connection (a lower id) rules it out.
         if verdict == Verdict::Drop && batching == Batching::Allowed && self.held.is_empty() {
             self.drops.last_id = Some(message.get_packet_id());
-            self.drops.count += 1;
-            if self.drops.count >= MAX_BATCH {
-                self.flush_drops();
-            }
             return;
         }
-        if let Err(err) = self.queue.verdict(message) {
-            self.state.metrics.queue_errors.inc();
-            self.warn_rate_limited("sending a verdict failed", &err);
+        if let Err(err) = self.queue.stage_verdict(message) {
+            self.verdicts_lost(&err);
         }
     }
 
-    /// Sends the batched drops, if any.
-    pub(super) fn flush_drops(&mut self) {
+    /// Stages one batch verdict for the coalesced drops, if any. Before a connection is held:
+    /// the batch must cover only lower ids than its.
+    pub(super) fn stage_drops(&mut self) {
         let Some(last_id) = self.drops.last_id.take() else {
             return;
         };
-        self.drops.count = 0;
-        if let Err(err) = self.queue.drop_up_to(self.num, last_id) {
-            self.state.metrics.queue_errors.inc();
-            self.warn_rate_limited("sending a batch of drop verdicts failed", &err);
+        if let Err(err) = self.queue.stage_drop_up_to(self.num, last_id) {
+            self.verdicts_lost(&err);
         }
+    }
+
+    /// Sends every staged verdict in one datagram. A send that fails is tried again (nothing
+    /// of it reached the kernel); one that keeps failing is counted and its verdicts given up:
+    /// their packets stay queued, unjudged, until the queue is closed (which drops them).
+    pub(super) fn flush_verdicts(&mut self) {
+        self.stage_drops();
+        self.send_staged();
+        // From each packet's arrival to its verdict's send, grant commits included.
+        let sent = Instant::now();
+        for received in self.received.drain(..) {
+            let seconds = sent.duration_since(received).as_secs_f64();
+            self.state.metrics.verdict_seconds.observe(seconds);
+        }
+    }
+
+    fn send_staged(&mut self) {
+        for attempt in 1..=SEND_ATTEMPTS {
+            let err = match self.queue.send_staged() {
+                Ok(()) => return,
+                Err(err) => err,
+            };
+            let transient = matches!(
+                err.raw_os_error(),
+                Some(libc::ENOBUFS | libc::ENOMEM | libc::EINTR | libc::EAGAIN)
+            );
+            if !transient || attempt == SEND_ATTEMPTS {
+                self.queue.discard_staged();
+                self.verdicts_lost(&err);
+                return;
+            }
+            thread::sleep(SEND_RETRY_PAUSE);
+        }
+    }
+
+    fn verdicts_lost(&mut self, err: &std::io::Error) {
+        self.state.metrics.queue_errors.inc();
+        self.warn_rate_limited("sending verdicts failed", err);
     }
 }

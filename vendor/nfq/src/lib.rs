@@ -31,7 +31,10 @@
 //! }
 //! ```
 
+mod batch;
 mod binding;
+
+pub use batch::RECV_BATCH;
 
 use binding::*;
 use libc::{
@@ -604,6 +607,13 @@ pub struct Queue {
     queue: VecDeque<Message>,
     /// Message buffer reused across verdict calls
     verdict_buffer: Option<Box<[u32; (8192 + 0x10000) / 4]>>,
+    /// Receive buffers still pointed into by messages not yet dropped ([`batch`]).
+    spare: Vec<Arc<Vec<u32>>>,
+    /// An error that came in one `recvmmsg` with packets, returned once they are handed out.
+    deferred_error: Option<std::io::Error>,
+    /// Verdicts staged for one send, and how many u32s of it are used ([`batch`]).
+    staged: Box<[u32]>,
+    staged_len: usize,
 }
 
 impl Queue {
@@ -623,6 +633,10 @@ impl Queue {
             buffer: Arc::new(Vec::with_capacity(metadata_size)),
             queue: VecDeque::new(),
             verdict_buffer: Some(Box::new(unsafe { std::mem::zeroed() })),
+            spare: Vec::new(),
+            deferred_error: None,
+            staged: Box::new([]),
+            staged_len: 0,
         };
 
         let mut addr: sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -686,12 +700,17 @@ impl Queue {
     unsafe fn send_nlmsg(&self, mut nlh: Nlmsg) -> std::io::Result<()> {
         nlh.adjust_len();
         let nlh = nlh.as_hdr();
+        self.send_raw(nlh as *const u8, (*nlh).nlmsg_len as usize)
+    }
+
+    /// Sends `len` bytes of whole netlink messages at `data` to the kernel in one datagram.
+    unsafe fn send_raw(&self, data: *const u8, len: usize) -> std::io::Result<()> {
         let mut addr: sockaddr_nl = std::mem::zeroed();
         addr.nl_family = AF_NETLINK as _;
         if sendto(
             self.fd,
-            nlh as _,
-            (*nlh).nlmsg_len as _,
+            data as _,
+            len,
             0,
             &addr as *const sockaddr_nl as _,
             std::mem::size_of_val(&addr) as _,
@@ -831,7 +850,7 @@ impl Queue {
         let metadata_size = std::cmp::min(unsafe { sysconf(_SC_PAGE_SIZE) as usize }, 8192);
 
         self.bufsize = (metadata_size + range as usize + 3) / 4;
-        self.buffer = Arc::new(Vec::with_capacity(self.bufsize));
+        self.buffer = Arc::new(Vec::with_capacity(self.bufsize * RECV_BATCH));
         Ok(())
     }
 
@@ -873,24 +892,11 @@ impl Queue {
     // Receive an nlmsg, using callback to process them. If Ok(true) is returned it means we got an
     // ACK.
     fn recv_nlmsg(&mut self, mut callback: impl FnMut(&mut Self, *const nlmsghdr)) -> Result<bool> {
-        let buf = match Arc::get_mut(&mut self.buffer) {
-            Some(v) => v,
-            None => {
-                self.buffer = Arc::new(Vec::with_capacity(self.bufsize));
-                Arc::get_mut(&mut self.buffer).unwrap()
-            }
-        };
-        let buf_size = buf.capacity();
-        unsafe { buf.set_len(buf_size) }
+        let (fd, flag) = (self.fd, self.recv_flag);
+        let buf = self.free_buffer(1);
+        let buf_size = buf.len();
 
-        let size = unsafe {
-            recv(
-                self.fd,
-                buf.as_mut_ptr() as _,
-                buf_size * 4,
-                self.recv_flag | MSG_TRUNC,
-            )
-        };
+        let size = unsafe { recv(fd, buf.as_mut_ptr() as _, buf_size * 4, flag | MSG_TRUNC) };
         if size < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -950,16 +956,19 @@ impl Queue {
     }
 
     /// Receive a packet from the queue.
+    ///
+    /// (knock-nfq's fork: reads up to [`RECV_BATCH`] packets per system call, see
+    /// [`Queue::buffered`].)
     pub fn recv(&mut self) -> Result<Message> {
-        // We have processed all messages in previous recv batch, do next iteration
-        while self.queue.is_empty() {
-            self.recv_nlmsg(|this, nlh| {
-                unsafe { parse_msg(nlh, this) };
-            })?;
+        loop {
+            if let Some(msg) = self.queue.pop_front() {
+                return Ok(msg);
+            }
+            if let Some(err) = self.deferred_error.take() {
+                return Err(err);
+            }
+            self.recv_datagrams()?;
         }
-
-        let msg = self.queue.pop_front().unwrap();
-        Ok(msg)
     }
 
     /// Verdict a message.
@@ -967,21 +976,7 @@ impl Queue {
         unsafe {
             let mut buffer = self.verdict_buffer.take().unwrap();
             let mut nlmsg = Nlmsg::new(&mut buffer[..]);
-            nfq_hdr_put(&mut nlmsg, NFQNL_MSG_VERDICT as u16, msg.id, false);
-            let vh = nfqnl_msg_verdict_hdr {
-                verdict: be32_to_cpu(match msg.verdict {
-                    Verdict::Drop => 0,
-                    Verdict::Accept => 1,
-                    Verdict::Queue(num) => (num as u32) << 16 | 3,
-                    Verdict::Repeat => 4,
-                    Verdict::Stop => 5,
-                }),
-                id: (*msg.hdr).packet_id,
-            };
-            nlmsg.put_slice(NFQA_VERDICT_HDR as u16, std::slice::from_ref(&vh));
-            if msg.nfmark_dirty {
-                nlmsg.put_u32(NFQA_MARK as u16, msg.nfmark);
-            }
+            batch::put_verdict(&mut nlmsg, &msg);
             if let PayloadState::Unmodified = msg.payload_state {
             } else {
                 if msg.verdict != Verdict::Drop {
@@ -989,28 +984,6 @@ impl Queue {
                     nlmsg.put_slice(NFQA_PAYLOAD as u16, payload);
                 }
             }
-            let ret = self.send_nlmsg(nlmsg);
-            self.verdict_buffer = Some(buffer);
-            ret
-        }
-    }
-}
-
-impl Queue {
-    /// Drop every message of queue `queue_num` up to and including packet id `packet_id` that
-    /// has no verdict yet, with one netlink message (`NFQNL_MSG_VERDICT_BATCH`). The caller must
-    /// not hold back (for a later verdict) any message with a lower id: it is dropped too.
-    /// (knock-nfq's local addition, to be offered upstream.)
-    pub fn drop_up_to(&mut self, queue_num: u16, packet_id: u32) -> Result<()> {
-        unsafe {
-            let mut buffer = self.verdict_buffer.take().unwrap();
-            let mut nlmsg = Nlmsg::new(&mut buffer[..]);
-            nfq_hdr_put(&mut nlmsg, NFQNL_MSG_VERDICT_BATCH as u16, queue_num, false);
-            let vh = nfqnl_msg_verdict_hdr {
-                verdict: be32_to_cpu(0),
-                id: be32_to_cpu(packet_id),
-            };
-            nlmsg.put_slice(NFQA_VERDICT_HDR as u16, std::slice::from_ref(&vh));
             let ret = self.send_nlmsg(nlmsg);
             self.verdict_buffer = Some(buffer);
             ret
