@@ -9,6 +9,7 @@
 pub mod active_grants;
 pub mod banned_sources;
 pub mod kernel_queue;
+pub mod worker;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -157,7 +158,7 @@ impl DoorMetrics {
 }
 
 /// Latency buckets from 10 µs to 1 s: a verdict or a netlink batch normally takes microseconds.
-fn latency_buckets() -> Vec<f64> {
+pub(crate) fn latency_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.000_01, 2.5, 13).expect("valid bucket layout")
 }
 
