@@ -114,7 +114,8 @@ impl WorkerCounters {
 pub struct PacketFamilies {
     /// Locked only to add a worker and to scrape.
     workers: Arc<Mutex<Vec<Arc<Cells>>>>,
-    /// Changes to `knock_nfq_tracked_sources` made off the packet path (reloads, rotations).
+    /// Changes to `knock_nfq_tracked_sources` made off the packet path (reloads, rotations,
+    /// scan bans): rare, by several threads, so a shared `fetch_add`.
     tracked_elsewhere: Arc<AtomicI64>,
     bounds: [f64; BOUNDS],
     descs: Arc<Descs>,
@@ -231,7 +232,8 @@ impl PacketFamilies {
         }
     }
 
-    /// `knock_nfq_tracked_sources` changed off the packet path (a reload or rotation).
+    /// `knock_nfq_tracked_sources` changed off the packet path (a reload, a rotation, a scan
+    /// ban); any thread may call it.
     pub fn tracked_sources_elsewhere(&self, delta: i64) {
         self.tracked_elsewhere.fetch_add(delta, Relaxed);
     }

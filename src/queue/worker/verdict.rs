@@ -44,7 +44,6 @@ impl Worker {
         (verdict, batching): (Verdict, Batching),
         received: Instant,
     ) {
-        let metrics = &self.state.metrics;
         match verdict {
             Verdict::Accept => {
                 let mark = message.get_nfmark();
@@ -54,16 +53,15 @@ impl Worker {
                     message.set_nfmark(mark & !FALLBACK_MARK);
                     message.set_verdict(nfq::Verdict::Repeat);
                 }
-                metrics.verdict_accept.inc();
+                self.counters.verdict(Verdict::Accept);
             }
             Verdict::Drop => {
                 message.set_verdict(nfq::Verdict::Drop);
-                metrics.verdict_drop.inc();
+                self.counters.verdict(Verdict::Drop);
             }
         }
-        metrics
-            .verdict_seconds
-            .observe(received.elapsed().as_secs_f64());
+        self.counters
+            .verdict_seconds(received.elapsed().as_secs_f64());
         // A batch covers every lower id, so a held connection (a lower id) rules it out.
         if verdict == Verdict::Drop && batching == Batching::Allowed && self.held.is_empty() {
             self.drops.last_id = Some(message.get_packet_id());
