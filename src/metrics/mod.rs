@@ -154,7 +154,7 @@ impl DoorMetrics {
 }
 
 /// Latency buckets from 10 µs to 1 s: a verdict or a netlink batch normally takes microseconds.
-pub(crate) fn latency_buckets() -> Vec<f64> {
+pub fn latency_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.000_01, 2.5, 13).expect("valid bucket layout")
 }
 
