@@ -38,8 +38,9 @@
 //!   etcd transaction, a bounded wait). Pure key layout, mirror and outbox; the etcd task in
 //!   `cluster::etcd`.
 //! - [`metrics`]: the Prometheus registry; label children resolved up front. Read at scrape
-//!   time: the kernel's queue counters (`/proc`), and the active-grants and bans books fed by
-//!   the workers.
+//!   time: the per-packet families, which each worker counts in cells of its own
+//!   (`metrics::worker`, summed over the workers), the kernel's queue counters (`/proc`), and
+//!   the active-grants and bans books fed by the workers.
 //! - [`clock`]: the wall clock, read at the edges (SPA timestamps, TOTP steps).
 //! - [`persist`]: state files replaced atomically and durably (temp file, fsync, rename).
 //! - [`daemon`]: `knock-nfq run`: startup, signals and reloads, systemd notifications and

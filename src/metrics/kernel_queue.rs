@@ -144,7 +144,7 @@ pub(super) fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
 }
 
 #[allow(clippy::cast_precision_loss)] // counts far below 2^53
-fn counter(pairs: &[(&str, &str)], value: u64) -> Metric {
+pub(super) fn counter(pairs: &[(&str, &str)], value: u64) -> Metric {
     let mut counter = Counter::default();
     counter.set_value(value as f64);
     let mut metric = Metric::from_label(labels(pairs));

@@ -1,14 +1,18 @@
 //! Prometheus metrics. Names and labels are a contract that dashboards and alerts rely on
 //! (listed in README, Deploy).
 //!
-//! Labelled children are resolved once (per door at start and on reload) so that the packet
-//! path only increments atomics: no lock, no allocation, no label lookup. Two families are
-//! computed at scrape time instead: the kernel's queue counters ([`kernel_queue`]) and the
-//! active grants ([`active_grants`]), which change only on grants.
+//! The families every queued packet writes (verdicts and their latency, held connections,
+//! parse errors, evictions, tracked sources) are kept per worker and summed at scrape time
+//! ([`worker`]): a packet writes only its worker's own cache lines. Other labelled children are
+//! resolved once (per door at start and on reload) so that the packet path only increments
+//! atomics: no lock, no allocation, no label lookup. The kernel's queue counters
+//! ([`kernel_queue`]) and the active grants ([`active_grants`]), which change only on grants,
+//! are also computed at scrape time.
 
 pub mod active_grants;
 pub mod banned_sources;
 pub mod kernel_queue;
+pub mod worker;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -17,32 +21,25 @@ use prometheus::{
 
 use crate::config::{Config, Door, SequenceOrigin};
 use crate::engine::KnockResult;
-use crate::packet::PacketError;
 use crate::spa::Rejection;
 pub use active_grants::ActiveGrants;
 pub use banned_sources::BannedSources;
 use kernel_queue::KernelQueues;
+pub use worker::PacketFamilies;
 
 /// Every metric the daemon exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    pub verdict_accept: IntCounter,
-    pub verdict_drop: IntCounter,
-    /// `knock_nfq_held_connections_total{result}`: connections that raced their own knock.
-    pub held_admitted: IntCounter,
-    pub held_dropped: IntCounter,
+    /// Verdicts, `knock_nfq_verdict_seconds`, held connections, packet errors, evictions and
+    /// tracked sources: each worker takes its own counters from here.
+    pub packet: PacketFamilies,
     knocks: IntCounterVec,
     grants: IntCounterVec,
     refused: IntCounterVec,
     duplicates: IntCounterVec,
     spa_rejected: IntCounterVec,
     one_time_left: prometheus::IntGaugeVec,
-    /// One counter per `PacketError::ALL`, in that order.
-    packet_errors: [IntCounter; 4],
-    pub tracked_sources: IntGauge,
-    pub evictions: IntCounter,
-    pub verdict_seconds: Histogram,
     pub nft_errors: IntCounter,
     pub nft_batch_seconds: Histogram,
     pub queue_enobufs: IntCounter,
@@ -157,7 +154,7 @@ impl DoorMetrics {
 }
 
 /// Latency buckets from 10 µs to 1 s: a verdict or a netlink batch normally takes microseconds.
-fn latency_buckets() -> Vec<f64> {
+pub fn latency_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.000_01, 2.5, 13).expect("valid bucket layout")
 }
 
@@ -210,34 +207,9 @@ impl Metrics {
              within its window).",
             &["reason"],
         );
-        let verdicts = counter_vec(
-            &registry,
-            "knock_nfq_verdicts_total",
-            "Verdicts sent for queued packets.",
-            &["verdict"],
-        );
-        let held = counter_vec(
-            &registry,
-            "knock_nfq_held_connections_total",
-            "New connections to a protected service that the kernel queued because their source \
-             knocked in the last 5 s: admitted (the source held a grant by then) or dropped.",
-            &["result"],
-        );
-        let packet_errors = counter_vec(
-            &registry,
-            "knock_nfq_packet_errors_total",
-            "Queued packets that could not be parsed as TCP or UDP (dropped: not judged, not let through).",
-            &["reason"],
-        );
-        let packet_errors =
-            PacketError::ALL.map(|error| packet_errors.with_label_values(&[error.label()]));
-        let tracked_sources = IntGauge::new(
-            "knock_nfq_tracked_sources",
-            "Sources with a knock attempt in progress.",
-        )
-        .expect("valid metric");
+        let packet = PacketFamilies::new(&latency_buckets());
         registry
-            .register(Box::new(tracked_sources.clone()))
+            .register(Box::new(packet.clone()))
             .expect("unique metric name");
         let reloads = counter_vec(
             &registry,
@@ -257,10 +229,7 @@ impl Metrics {
             reload_success: reloads.with_label_values(&["success"]),
             reload_failure: reloads.with_label_values(&["failure"]),
             last_reload_success,
-            verdict_accept: verdicts.with_label_values(&["accept"]),
-            verdict_drop: verdicts.with_label_values(&["drop"]),
-            held_admitted: held.with_label_values(&["admitted"]),
-            held_dropped: held.with_label_values(&["dropped"]),
+            packet,
             knocks: counter_vec(
                 &registry,
                 "knock_nfq_knocks_total",
@@ -307,18 +276,6 @@ impl Metrics {
                     .expect("unique metric name");
                 metric
             },
-            packet_errors,
-            tracked_sources,
-            evictions: counter(
-                &registry,
-                "knock_nfq_evictions_total",
-                "Attempts evicted because max_sources was reached.",
-            ),
-            verdict_seconds: histogram(
-                &registry,
-                "knock_nfq_verdict_seconds",
-                "Time from receiving a packet to sending its verdict.",
-            ),
             nft_errors: counter(
                 &registry,
                 "knock_nfq_nft_errors_total",
@@ -405,14 +362,6 @@ impl Metrics {
                 not_persisted: once_only.then(|| refused("not_persisted")),
             },
         }
-    }
-
-    pub fn packet_error(&self, error: PacketError) -> &IntCounter {
-        let index = PacketError::ALL
-            .iter()
-            .position(|e| *e == error)
-            .unwrap_or(0);
-        &self.packet_errors[index]
     }
 
     /// The Prometheus text exposition of every metric.

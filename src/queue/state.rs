@@ -149,7 +149,9 @@ impl State {
             shard.engine.replace_doors(engine_doors.to_vec(), per_shard);
             shard.door_metrics = engine_doors.iter().map(|d| self.metrics.door(d)).collect();
             let after = shard.engine.tracked_sources();
-            self.metrics.tracked_sources.add(gauge_delta(before, after));
+            self.metrics
+                .packet
+                .tracked_sources_elsewhere(gauge_delta(before, after));
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::cluster::Publisher;
 use crate::config::{Action, Proto};
 use crate::engine::{Arrival, DoorEvent, Eviction, Grant, GrantSpec, KnockResult, Verdict};
 use crate::metrics::DoorMetrics;
+use crate::metrics::worker::WorkerCounters;
 use crate::nft::{Attempt, Nft, NftError};
 use crate::packet::{self, Packet};
 
@@ -53,6 +54,8 @@ pub struct Worker {
     queue: nfq::Queue,
     nft: Nft,
     state: Arc<State>,
+    /// This worker's share of the per-packet metrics (it alone writes them).
+    counters: WorkerCounters,
     stop: Arc<AtomicBool>,
     error_warnings: RateLimit,
     eviction_warnings: RateLimit,
@@ -103,6 +106,7 @@ impl Worker {
             num,
             queue,
             nft,
+            counters: state.metrics.packet.worker(),
             state,
             stop,
             error_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
@@ -189,7 +193,7 @@ impl Worker {
         self.end_drain();
         // Held connections (some may have come in just now) get their verdict too.
         for connection in self.held.take_all() {
-            self.state.metrics.held_dropped.inc();
+            self.counters.held(Verdict::Drop);
             self.send(
                 connection.message,
                 (Verdict::Drop, Batching::Never),
@@ -229,7 +233,7 @@ impl Worker {
     }
 
     fn evicted(&mut self, now: Instant) {
-        self.state.metrics.evictions.inc();
+        self.counters.eviction();
         if let Gate::Report { events } = self.eviction_warnings.check(now) {
             warn!(
                 queue = self.num,
@@ -275,7 +279,7 @@ impl Worker {
             received,
         };
         if let Err(connection) = self.held.hold(connection) {
-            self.state.metrics.held_dropped.inc();
+            self.counters.held(Verdict::Drop);
             self.send(
                 connection.message,
                 (Verdict::Drop, Batching::Never),
@@ -303,11 +307,7 @@ impl Worker {
     }
 
     fn settled(&mut self, connection: HeldConnection<nfq::Message>, verdict: Verdict) {
-        let metrics = &self.state.metrics;
-        match verdict {
-            Verdict::Accept => metrics.held_admitted.inc(),
-            Verdict::Drop => metrics.held_dropped.inc(),
-        }
+        self.counters.held(verdict);
         self.send(
             connection.message,
             (verdict, Batching::Never),
@@ -324,7 +324,7 @@ impl Worker {
             Ok(packet) => packet,
             Err(err) => {
                 // Not judged, so not let through: the queue fails closed.
-                self.state.metrics.packet_error(err).inc();
+                self.counters.packet_error(err);
                 return Decision::Now(Verdict::Drop);
             }
         };
@@ -334,7 +334,7 @@ impl Worker {
         let verdict = match self.step(now, (hook, arrival), &packet, payload) {
             Decision::Now(verdict) => verdict,
             Decision::Hold(attempt) if self.is_granted(attempt) => {
-                self.state.metrics.held_admitted.inc();
+                self.counters.held(Verdict::Accept);
                 Verdict::Accept
             }
             hold @ Decision::Hold(_) => return hold,
@@ -383,10 +383,7 @@ impl Worker {
             engine.forget(knock.source);
             let after = engine.tracked_sources();
             drop(guard);
-            self.state
-                .metrics
-                .tracked_sources
-                .add(gauge_delta(before, after));
+            self.counters.tracked_sources(gauge_delta(before, after));
             self.ban(now, scope, ban_for);
             return Decision::Now(Verdict::Drop);
         }
@@ -422,10 +419,7 @@ impl Worker {
             self.evicted(now);
         }
         if after != before {
-            self.state
-                .metrics
-                .tracked_sources
-                .add(gauge_delta(before, after));
+            self.counters.tracked_sources(gauge_delta(before, after));
         }
         Decision::Now(verdict)
     }

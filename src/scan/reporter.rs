@@ -145,8 +145,8 @@ impl Reporter {
             let after = shard.engine.tracked_sources();
             self.state
                 .metrics
-                .tracked_sources
-                .add(gauge_delta(before, after));
+                .packet
+                .tracked_sources_elsewhere(gauge_delta(before, after));
         }
         let metrics = &self.state.metrics;
         match self.nft.ban(scope, limits.ban_for) {

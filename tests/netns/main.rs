@@ -17,6 +17,7 @@ mod rules;
 mod scan;
 mod scan_ban;
 mod spa;
+mod workers;
 
 use std::thread::sleep;
 use std::time::Duration;

@@ -41,7 +41,6 @@ impl Worker {
         (verdict, batching): (Verdict, Batching),
         received: Instant,
     ) {
-        let metrics = &self.state.metrics;
         match verdict {
             Verdict::Accept => {
                 let mark = message.get_nfmark();
@@ -51,11 +50,11 @@ impl Worker {
                     message.set_nfmark(mark & !FALLBACK_MARK);
                     message.set_verdict(nfq::Verdict::Repeat);
                 }
-                metrics.verdict_accept.inc();
+                self.counters.verdict(Verdict::Accept);
             }
             Verdict::Drop => {
                 message.set_verdict(nfq::Verdict::Drop);
-                metrics.verdict_drop.inc();
+                self.counters.verdict(Verdict::Drop);
             }
         }
         self.received.push(received);
@@ -90,7 +89,7 @@ impl Worker {
         let sent = Instant::now();
         for received in self.received.drain(..) {
             let seconds = sent.duration_since(received).as_secs_f64();
-            self.state.metrics.verdict_seconds.observe(seconds);
+            self.counters.verdict_seconds(seconds);
         }
     }
 
