@@ -87,6 +87,7 @@ struct Counters {
     queue_drops: u64,
     backlog_drops: u64,
     cpu_ticks: u64,
+    worker_ticks: u64,
 }
 
 /// One step's rates.
@@ -102,6 +103,8 @@ pub struct Step {
     pub backlog_drops: u64,
     /// Daemon CPU time (user + system, /proc/PID/stat) per verdict, µs.
     pub cpu_us_per_verdict: f64,
+    /// The part of it spent in the queue workers' threads (the rest: the runtime's threads).
+    pub worker_us_per_verdict: f64,
 }
 
 fn counters(t: &Topology, daemon: Option<&Daemon>) -> Counters {
@@ -111,6 +114,7 @@ fn counters(t: &Topology, daemon: Option<&Daemon>) -> Counters {
         queue_drops: queue_drops(t),
         backlog_drops: backlog_drops(),
         cpu_ticks: daemon.map_or(0, Daemon::cpu_ticks),
+        worker_ticks: daemon.map_or(0, Daemon::worker_cpu_ticks),
     }
 }
 
@@ -132,7 +136,9 @@ pub fn step(
     std::thread::sleep(Duration::from_millis(300));
     let after = counters(t, daemon);
     let verdicts = after.verdicts - before.verdicts;
-    let cpu_seconds = (after.cpu_ticks - before.cpu_ticks) as f64 / crate::clock_ticks();
+    let seconds_of = |ticks: u64| ticks as f64 / crate::clock_ticks();
+    let cpu_seconds = seconds_of(after.cpu_ticks - before.cpu_ticks);
+    let worker_seconds = seconds_of(after.worker_ticks - before.worker_ticks);
     Step {
         pace,
         offered: (after.rx - before.rx) as f64 / seconds,
@@ -140,6 +146,7 @@ pub fn step(
         queue_drops: after.queue_drops - before.queue_drops,
         backlog_drops: after.backlog_drops - before.backlog_drops,
         cpu_us_per_verdict: 1e6 * cpu_seconds / verdicts.max(1.0),
+        worker_us_per_verdict: 1e6 * worker_seconds / verdicts.max(1.0),
     }
 }
 

@@ -14,6 +14,7 @@
 #[allow(dead_code, reason = "the harness serves the tests too")]
 mod harness;
 
+mod backlog;
 mod connect;
 mod flood;
 mod knock;
@@ -37,6 +38,8 @@ struct Size {
     fixed: Pace,
     /// The pace of each generator for one worker against two.
     workers_pace: Pace,
+    /// SYNs queued while the daemon is stopped, for the backlog row.
+    backlog: u32,
     connects: usize,
     first_syns: usize,
     knockd_first_syns: usize,
@@ -58,6 +61,8 @@ const FULL: Size = Size {
     ],
     fixed: Pace::Every(50),
     workers_pace: Pace::Flood,
+    // Within the kernel queue (4096) and the socket's buffer.
+    backlog: 3000,
     connects: 10_000,
     first_syns: 100,
     // Each of knockd's misses waits the whole connect timeout (0.9 s).
@@ -73,6 +78,7 @@ const SMOKE: Size = Size {
     paces: &[Pace::Every(1000)],
     fixed: Pace::Every(1000),
     workers_pace: Pace::Every(1000),
+    backlog: 200,
     connects: 200,
     first_syns: 3,
     knockd_first_syns: 2,
@@ -87,6 +93,7 @@ pub struct Figures {
     ruleset_mode: String,
     kernel_only: Step,
     steps: Vec<Step>,
+    backlog: backlog::Backlog,
     kernel_connect: Vec<Duration>,
     queued_connect: Vec<Duration>,
     first_syns: (usize, usize),
@@ -157,6 +164,8 @@ fn measure(size: Size) -> Figures {
             flood::step(&t, Some(&daemon), (7000, pace, Generators::One), size.step)
         })
         .collect();
+    eprintln!("table: a backlog of {} SYNs, drained", size.backlog);
+    let backlog = backlog::drain(&t, &daemon, size.backlog);
 
     eprintln!("table: {} connects, kernel path", size.connects);
     let kernel_connect = connect::connects(&t, size.connects);
@@ -191,6 +200,7 @@ fn measure(size: Size) -> Figures {
         ruleset_mode: t.ruleset_mode.clone(),
         kernel_only,
         steps,
+        backlog,
         kernel_connect,
         queued_connect,
         first_syns: (ours_first, theirs_first),
