@@ -5,6 +5,7 @@
 
 mod client;
 mod fallback;
+mod fanout_held;
 mod first_syn;
 mod fleet;
 mod flood;
