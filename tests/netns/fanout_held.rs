@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use knock_nfq::queue::affinity::{Placement, pin_current_thread};
 
+use crate::harness::counters;
 use crate::harness::probe::{FIRST_SYN, knock_syn, revoke_all};
 use crate::harness::*;
 use crate::require_netns;
@@ -74,23 +75,15 @@ fn knock_on_0_connect_on_1(t: &Topology) -> Option<Duration> {
     })
 }
 
-/// Packets each queue received so far: the id sequence of queues 0 and 1 in
-/// /proc/net/netfilter/nfnetlink_queue (fields: queue, port id, waiting, copy mode, range,
-/// dropped, user-dropped, id sequence, 1).
+/// Packets each of queues 0 and 1 received so far (their id sequence).
 fn queued(t: &Topology) -> [u64; 2] {
-    let out = t.gw.exec("cat", &["/proc/net/netfilter/nfnetlink_queue"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut ids = [None, None];
-    for line in text.lines() {
-        let fields: Vec<u64> = line
-            .split_whitespace()
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        if let (Some(&queue @ 0..=1), Some(&id)) = (fields.first(), fields.get(7)) {
-            ids[usize::try_from(queue).expect("small")] = Some(id);
-        }
-    }
-    ids.map(|id| id.unwrap_or_else(|| panic!("both queues bound: {text}")))
+    let queues = counters::queues(t);
+    [0, 1].map(|num| {
+        let queue = queues.iter().find(|q| q.queue == num);
+        queue
+            .unwrap_or_else(|| panic!("queue {num} bound: {queues:?}"))
+            .queued
+    })
 }
 
 fn held(metrics: &daemon::Metrics, result: &str) -> f64 {

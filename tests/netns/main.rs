@@ -9,6 +9,7 @@ mod fanout_held;
 mod first_syn;
 mod fleet;
 mod flood;
+mod flood_accounting;
 mod harness;
 mod limits;
 mod metrics_endpoint;
