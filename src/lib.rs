@@ -24,7 +24,8 @@
 //!   commit the grants after releasing it, send the verdict (drops batched into one netlink
 //!   message). A touched trap port bans its source (an IPv6 source with its /64) in the
 //!   kernel's blocked sets. A connection to a protected service that raced its own knock is
-//!   held briefly and admitted only if the kernel holds its grant. The nfq crate is a local
+//!   held briefly and admitted only if the kernel holds its grant, looked up again whenever
+//!   any worker or the cluster task commits one ([`queue::GrantEpoch`]). The nfq crate is a local
 //!   fork (`vendor/nfq`) that can size the queue socket's buffer and send batch verdicts.
 //! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
 //!   grants with per-element timeouts, grant lookups, and reading the ruleset back for `check`.

@@ -30,7 +30,7 @@ pub struct SeenEpoch(u64);
 
 impl SeenEpoch {
     /// [`Recheck::All`] if anyone committed since the last call, else [`Recheck::Expired`].
-    /// A commit that lands after this read bumps the epoch again, so it is seen next turn.
+    /// A commit acknowledged after this read bumps the epoch after it: the next call sees it.
     pub fn recheck(&mut self, epoch: &GrantEpoch) -> Recheck {
         let now = epoch.current();
         match std::mem::replace(&mut self.0, now) == now {
