@@ -25,9 +25,10 @@
 //!   releasing it, then send all its verdicts in one datagram (drops as one batch verdict).
 //!   A touched trap port bans its source (an IPv6 source with its /64) in the
 //!   kernel's blocked sets. A connection to a protected service that raced its own knock is
-//!   held briefly and admitted only if the kernel holds its grant. The nfq crate is a local
-//!   fork (`vendor/nfq`) that can size the queue socket's buffer, receive many packets per
-//!   system call and send many verdicts per datagram.
+//!   held briefly and admitted only if the kernel holds its grant, looked up again whenever
+//!   any worker or the cluster task commits one ([`queue::GrantEpoch`]). The nfq crate is a
+//!   local fork (`vendor/nfq`) that can size the queue socket's buffer, receive many packets
+//!   per system call and send many verdicts per datagram.
 //! - [`nft`]: nftables over netlink (nftnl + mnl): set verification, the port and interface sets,
 //!   grants with per-element timeouts, grant lookups, and reading the ruleset back for `check`.
 //!   Its unsafe code lives in `nft::sys`.

@@ -4,7 +4,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::counters::{backlog_drops, wan_rx_packets};
+use crate::harness::counters::{QueueCounters, backlog_drops, queues, wan_rx_packets};
 use crate::harness::{Daemon, GW4, Topology};
 
 /// How hping3 paces its SYNs: `-i uN` (one every N µs, at best: it sleeps between sends),
@@ -84,6 +84,7 @@ impl Drop for Flood {
 struct Counters {
     rx: u64,
     verdicts: f64,
+    arrived: u64,
     queue_drops: u64,
     backlog_drops: u64,
     cpu_ticks: u64,
@@ -96,6 +97,9 @@ pub struct Step {
     pub pace: Pace,
     /// Packets per second the gateway's WAN interface received.
     pub offered: f64,
+    /// Packets per second that reached the queue: the offered less what routing drops before
+    /// the input hook (hping3's multicast and loopback sources).
+    pub reached_queue: f64,
     pub verdicts_per_s: f64,
     /// Packets the kernel dropped at the full queue or socket (fail closed, unjudged).
     pub queue_drops: u64,
@@ -108,10 +112,12 @@ pub struct Step {
 }
 
 fn counters(t: &Topology, daemon: Option<&Daemon>) -> Counters {
+    let queues = queues(t);
     Counters {
         rx: wan_rx_packets(t),
         verdicts: daemon.map_or(0.0, |d| verdicts(&d.metrics(&t.gw))),
-        queue_drops: queue_drops(t),
+        arrived: queues.iter().map(QueueCounters::arrived).sum(),
+        queue_drops: queues.iter().map(|q| q.full + q.socket_full).sum(),
         backlog_drops: backlog_drops(),
         cpu_ticks: daemon.map_or(0, Daemon::cpu_ticks),
         worker_ticks: daemon.map_or(0, Daemon::worker_cpu_ticks),
@@ -142,6 +148,7 @@ pub fn step(
     Step {
         pace,
         offered: (after.rx - before.rx) as f64 / seconds,
+        reached_queue: (after.arrived - before.arrived) as f64 / seconds,
         verdicts_per_s: verdicts / seconds,
         queue_drops: after.queue_drops - before.queue_drops,
         backlog_drops: after.backlog_drops - before.backlog_drops,
@@ -154,21 +161,5 @@ pub fn verdicts(metrics: &crate::harness::daemon::Metrics) -> f64 {
     ["drop", "accept"]
         .iter()
         .map(|v| metrics.value("knock_nfq_verdicts_total", &[&format!("verdict=\"{v}\"")]))
-        .sum()
-}
-
-/// What the kernel dropped at the gateway's bound queues: fields 6 and 7 of each line of
-/// /proc/net/netfilter/nfnetlink_queue (queue full, socket full).
-fn queue_drops(t: &Topology) -> u64 {
-    let out = t.gw.exec("cat", &["/proc/net/netfilter/nfnetlink_queue"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|line| {
-            let fields: Vec<u64> = line
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            fields.get(5).copied().unwrap_or(0) + fields.get(6).copied().unwrap_or(0)
-        })
         .sum()
 }

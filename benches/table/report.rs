@@ -25,6 +25,11 @@ pub fn check_measured(f: &Figures) {
             "{}: no verdicts",
             step.pace.label()
         );
+        assert!(
+            step.reached_queue > 0.0,
+            "{}: nothing reached the queue",
+            step.pace.label()
+        );
     }
     let backlog = &f.backlog;
     assert!(backlog.queued > 0, "backlog: nothing queued while stopped");
@@ -81,9 +86,9 @@ pub fn markdown(f: &Figures) -> String {
     );
     let _ = writeln!(
         out,
-        "| hping3 pace | offered (packets/s at wan0) | verdicts/s | queue drops | input backlog drops | daemon CPU per verdict | of which queue workers |"
+        "| hping3 pace | offered (packets/s at wan0) | reached the queue (packets/s) | verdicts/s | queue drops | input backlog drops | daemon CPU per verdict | of which queue workers |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for s in f.steps.iter().chain(std::iter::once(&f.kernel_only)) {
         let what = match std::ptr::eq(s, &f.kernel_only) {
             true => format!("{} (kernel only, port 22)", s.pace.label()),
@@ -91,8 +96,9 @@ pub fn markdown(f: &Figures) -> String {
         };
         let _ = writeln!(
             out,
-            "| {what} | {:.0} | {:.0} | {} | {} | {:.2} µs | {:.2} µs |",
+            "| {what} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} µs | {:.2} µs |",
             s.offered,
+            s.reached_queue,
             s.verdicts_per_s,
             s.queue_drops,
             s.backlog_drops,
@@ -224,12 +230,12 @@ fn rows(f: &Figures) -> Vec<Vec<String>> {
             two.pace.label()
         ),
         format!(
-            "{:.0} of {:.0} offered ({} lost at the queue)",
-            two.verdicts_per_s, two.offered, two.queue_drops
+            "{:.0} of {:.0} that reached the queue, {:.0} offered ({} lost at the queue)",
+            two.verdicts_per_s, two.reached_queue, two.offered, two.queue_drops
         ),
         format!(
-            "one worker: {:.0} of {:.0} offered ({} lost)",
-            one.verdicts_per_s, one.offered, one.queue_drops
+            "one worker: {:.0} of {:.0} that reached the queue, {:.0} offered ({} lost)",
+            one.verdicts_per_s, one.reached_queue, one.offered, one.queue_drops
         ),
         "—".into(),
         format!("{:.2}× one worker", two.verdicts_per_s / one.verdicts_per_s),

@@ -22,6 +22,7 @@ use crate::clock::unix_now;
 use crate::config::Cluster;
 use crate::metrics::ClusterMetrics;
 use crate::nft::{ElementChange, Nft};
+use crate::queue::GrantEpoch;
 use crate::queue::limit::{Gate, RateLimit};
 
 /// Per request: etcd answers a healthy client in milliseconds.
@@ -57,6 +58,8 @@ struct Task {
     outbox: Outbox,
     link: Link,
     warnings: RateLimit,
+    /// Bumped when other gateways' grants are installed: a connection held here may wait for one.
+    grant_epoch: GrantEpoch,
 }
 
 /// The etcd client. It connects lazily: etcd being away is no error here, only a client that
@@ -77,6 +80,7 @@ pub async fn run(
     nft: Nft,
     inbox: Inbox,
     metrics: ClusterMetrics,
+    grant_epoch: GrantEpoch,
 ) {
     metrics.up.set(0);
     let limits = inbox.limits.borrow().clone();
@@ -95,6 +99,7 @@ pub async fn run(
             failures: 0,
         },
         warnings: RateLimit::new(WARNING_INTERVAL),
+        grant_epoch,
     };
     task.run().await;
 }
@@ -364,6 +369,9 @@ impl Task {
         }
         match self.nft.apply_elements(elements) {
             Ok(()) => {
+                if changes.iter().any(|c| matches!(c, Change::Install { .. })) {
+                    self.grant_epoch.bump();
+                }
                 for change in changes {
                     match change {
                         Change::Install { .. } => self.metrics.received_open.inc(),

@@ -174,7 +174,8 @@ impl Daemon {
         let nft = cluster::open_sets(&self.config.daemon.table)?;
         let client = cluster::connect(&config).await?;
         let metrics = self.state.metrics.cluster.clone();
-        tokio::spawn(cluster::run(config, client, nft, rx, metrics));
+        let epoch = self.state.grant_epoch.clone();
+        tokio::spawn(cluster::run(config, client, nft, rx, metrics, epoch));
         Ok(())
     }
 

@@ -1,8 +1,10 @@
 //! Connections that raced their own knock and found no grant yet. Packets of one client can
 //! reach the queue out of order (the client's thread moved to another core between the knock and
 //! the connect, or a multi-queue NIC spread them), so a connection is held briefly, off the
-//! queue's order, and decided again after each grant commit: admitted once its grant is in the
-//! kernel, dropped at its deadline. The list is bounded; beyond it a connection is dropped.
+//! queue's order, and decided again after each grant commit by any worker or the cluster task
+//! (the grant epoch, [`super::epoch`]; with `fanout` the knock and the connect can reach
+//! different workers): admitted once its grant is in the kernel, at its deadline looked up a
+//! last time and dropped without one. The list is bounded; beyond it a connection is dropped.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -28,7 +30,8 @@ pub struct HeldConnection<M> {
 /// What to do with a held connection now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recheck {
-    /// A grant was committed since the last look: ask the kernel about every held connection.
+    /// A grant was committed since the last look (by any worker, or a peer's through the
+    /// cluster task): ask the kernel about every held connection.
     All,
     /// Nothing changed: only the deadlines matter.
     Expired,

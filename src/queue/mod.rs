@@ -13,6 +13,7 @@
 //! that), which is judged as usual; and a new instance has no fail-open, so a full queue drops.
 
 pub mod affinity;
+mod epoch;
 mod held;
 mod ifname;
 pub(crate) mod limit;
@@ -21,6 +22,7 @@ pub mod state;
 mod wake;
 mod worker;
 
+pub use epoch::GrantEpoch;
 pub use state::{State, Stores};
 pub use wake::install as install_wake_handler;
 pub use worker::{Worker, WorkerHandle};

@@ -14,6 +14,7 @@ use crate::engine::Engine;
 use crate::metrics::{DoorMetrics, Metrics};
 use crate::once::OnceState;
 
+use super::epoch::GrantEpoch;
 use super::protected::Protected;
 use crate::spa::{Gate, SpaState};
 
@@ -40,6 +41,9 @@ pub struct State {
     once: Mutex<OnceState>,
     /// Whether any door has `interfaces`: only then is a packet's interface worth naming.
     interfaces_matter: AtomicBool,
+    /// Bumped by every grant commit, of any worker or the cluster task: held connections are
+    /// looked up again when it moves.
+    pub grant_epoch: GrantEpoch,
 }
 
 /// What the packet path needs besides the config: the engine's doors (the config's, with TOTP
@@ -81,6 +85,7 @@ impl State {
             spa: Mutex::new(stores.spa),
             once: Mutex::new(stores.once),
             interfaces_matter: AtomicBool::new(interfaces_matter(config)),
+            grant_epoch: GrantEpoch::default(),
         }
     }
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 use super::affinity::{Placement, pin_current_thread};
-use super::held::{self, Held, HeldConnection, Recheck};
+use super::epoch::SeenEpoch;
+use super::held::{self, Held, HeldConnection};
 use super::ifname::{IfName, IfNames};
 use super::limit::{Backoff, ErrorStreak, Gate, RateLimit};
 use super::protected::Hook;
@@ -66,8 +67,8 @@ pub struct Worker {
     pending: Vec<(Grant, DoorMetrics)>,
     /// Connections that raced their knock, waiting for its grant.
     held: Held<nfq::Message>,
-    /// Whether a grant was committed since the held connections were last looked up.
-    recheck: Recheck,
+    /// The grant epoch the held connections were last looked up at.
+    seen: SeenEpoch,
     ifnames: IfNames,
     /// Drops decided but not yet staged: one batch verdict covers them.
     drops: verdict::DropBatch,
@@ -116,7 +117,7 @@ impl Worker {
             grant_failure_warnings: RateLimit::new(ERROR_WARNING_INTERVAL),
             pending: Vec::new(),
             held: Held::default(),
-            recheck: Recheck::Expired,
+            seen: SeenEpoch::default(),
             ifnames: IfNames::new(Instant::now()),
             drops: verdict::DropBatch::default(),
             received: Vec::with_capacity(nfq::RECV_BATCH * 2),
@@ -290,7 +291,7 @@ impl Worker {
 
     /// Admits the held connections whose grant is in the kernel now, drops the expired.
     fn settle_held(&mut self, now: Instant) {
-        let recheck = std::mem::replace(&mut self.recheck, Recheck::Expired);
+        let recheck = self.seen.recheck(&self.state.grant_epoch);
         for connection in self.held.due(now, recheck) {
             let verdict = match self.is_granted(connection.attempt) {
                 true => Verdict::Accept,
@@ -507,7 +508,7 @@ impl Worker {
         let grants = self.pending[range].iter().map(|(grant, _)| grant);
         let result = self.nft.apply_grants(grants);
         match &result {
-            Ok(()) => self.recheck = Recheck::All,
+            Ok(()) => self.state.grant_epoch.bump(),
             Err(_) => self.state.metrics.nft_errors.inc(),
         }
         result

@@ -5,9 +5,11 @@
 
 mod client;
 mod fallback;
+mod fanout_held;
 mod first_syn;
 mod fleet;
 mod flood;
+mod flood_accounting;
 mod harness;
 mod limits;
 mod metrics_endpoint;

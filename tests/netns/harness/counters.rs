@@ -22,3 +22,43 @@ pub fn backlog_drops() -> u64 {
         .map(|hex| u64::from_str_radix(hex, 16).expect("hex"))
         .sum()
 }
+
+/// One bound queue's line of /proc/net/netfilter/nfnetlink_queue (in the namespace that bound
+/// it; fields: queue, port id, waiting, copy mode, range, dropped, user-dropped, id sequence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounters {
+    pub queue: u64,
+    /// Packets handed to the daemon's socket, or lost there (`user_dropped`): the id sequence.
+    pub queued: u64,
+    /// Dropped because the queue was full (`queue_dropped`).
+    pub full: u64,
+    /// Dropped because the socket was full (`queue_user_dropped`).
+    pub socket_full: u64,
+}
+
+impl QueueCounters {
+    /// Every packet that reached the queue: what the daemon got and what was dropped there.
+    pub fn arrived(&self) -> u64 {
+        self.queued + self.full
+    }
+}
+
+/// The gateway's bound queues (none without a daemon).
+pub fn queues(t: &Topology) -> Vec<QueueCounters> {
+    let out = t.gw.exec("cat", &["/proc/net/netfilter/nfnetlink_queue"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            (f.len() >= 8).then(|| QueueCounters {
+                queue: f[0],
+                queued: f[7],
+                full: f[5],
+                socket_full: f[6],
+            })
+        })
+        .collect()
+}
