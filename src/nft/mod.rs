@@ -100,7 +100,10 @@ impl Label {
     }
 }
 
-/// A batch under construction: one element message per (set, operation).
+/// A batch under construction: element messages in the order their changes were asked for.
+/// A change joins the set's last message if that one does the same operation; otherwise a new
+/// message starts. Regrouping across another operation on the same set would reorder the
+/// changes: [close X, open A, close A] would become [remove X and A, add A], leaving A open.
 #[derive(Debug, Default)]
 struct ElemBatch {
     messages: Vec<(Label, ElemMsg)>,
@@ -108,10 +111,14 @@ struct ElemBatch {
 
 impl ElemBatch {
     fn message(&mut self, table: &CString, spec: SetSpec, op: ElemOp) -> &mut ElemMsg {
-        let found = self
+        let last_of_set = self
             .messages
             .iter()
-            .rposition(|(l, m)| l.set == spec.name && l.op == op && m.has_room());
+            .rposition(|(label, _)| label.set == spec.name);
+        let found = last_of_set.filter(|&i| {
+            let (label, message) = &self.messages[i];
+            label.op == op && message.has_room()
+        });
         let index = found.unwrap_or_else(|| {
             self.messages.push((
                 Label { op, set: spec.name },
@@ -545,5 +552,44 @@ fn grant_set(source: IpAddr, target: Target) -> SetSpec {
         (Target::Local { .. }, IpAddr::V6(_)) => sets::ALLOW6,
         (Target::Forward { .. }, IpAddr::V4(_)) => sets::ALLOW_FWD4,
         (Target::Forward { .. }, IpAddr::V6(_)) => sets::ALLOW_FWD6,
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    fn ops(batch: &ElemBatch) -> Vec<(&'static str, ElemOp)> {
+        batch.messages.iter().map(|(l, _)| (l.set, l.op)).collect()
+    }
+
+    #[test]
+    fn changes_to_one_set_keep_their_order_and_others_group() {
+        let table = CString::new("knock_nfq").unwrap();
+        let mut batch = ElemBatch::default();
+        let changes = [
+            (sets::ALLOW4, ElemOp::Destroy),
+            (sets::ALLOW4, ElemOp::Add),
+            (sets::ALLOW6, ElemOp::Add),
+            (sets::ALLOW4, ElemOp::Add),
+            (sets::ALLOW6, ElemOp::Add),
+            (sets::ALLOW4, ElemOp::Destroy),
+        ];
+        for (spec, op) in changes {
+            batch
+                .message(&table, spec, op)
+                .push(&[192, 0, 2, 1], 0, None);
+        }
+        let allow4 = sets::ALLOW4.name;
+        let allow6 = sets::ALLOW6.name;
+        assert_eq!(
+            ops(&batch),
+            [
+                (allow4, ElemOp::Destroy),
+                (allow4, ElemOp::Add),
+                (allow6, ElemOp::Add),
+                (allow4, ElemOp::Destroy),
+            ]
+        );
     }
 }

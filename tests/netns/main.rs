@@ -316,6 +316,41 @@ fn a_close_door_revokes_the_grant_at_once() {
     );
 }
 
+/// Knocks that reach the daemon together (it was stopped while they queued) are decided in one
+/// receive and their grants committed in one batch: an open followed by a close of the same
+/// source must end closed, whatever other sources' revokes share the batch.
+#[test]
+#[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
+fn an_open_and_a_close_in_one_receive_end_closed() {
+    require_netns!();
+    let (t, daemon) = start();
+    daemon.signal(libc::SIGSTOP);
+    knock_from(&t, OTHER4, GW4, &["9100", "9200"]);
+    t.knock(GW4, &["7000", "8000", "9000:udp"]);
+    t.knock(GW4, &["9100", "9200"]);
+    daemon.signal(libc::SIGCONT);
+
+    let close = [r#"door="ssh-close""#, r#"action="close""#];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while daemon
+        .metrics(&t.gw)
+        .value("knock_nfq_grants_total", &close)
+        < 2.0
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        sleep(Duration::from_millis(20));
+    }
+    let metrics = daemon.metrics(&t.gw);
+    let open = [r#"door="ssh""#, r#"action="open""#];
+    assert_eq!(metrics.value("knock_nfq_grants_total", &open), 1.0);
+    assert!(
+        !set_elements(&t, "allow4").contains("192.0.2.2 . tcp . 22"),
+        "the revoke was committed before the open it follows:\n{}",
+        set_elements(&t, "allow4")
+    );
+    assert_closed(&t, CLIENT4, &[GW_SSH4, FORWARD4]);
+}
+
 #[test]
 #[ignore = "needs root and network namespaces; `cargo xtask test` runs it"]
 fn kill_9_keeps_services_closed_and_grants_alive_and_a_restart_keeps_them() {
