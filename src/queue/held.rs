@@ -19,8 +19,9 @@ pub const MAX_HELD: usize = 64;
 /// How often a worker with held connections looks at the clock when no packet arrives.
 pub const POLL: Duration = Duration::from_millis(1);
 
-/// A held connection: its queued message (an `nfq::Message` in the worker) and what it asks.
-#[derive(Debug)]
+/// A held connection: its queued packet (an `nfq::Detached` in the worker: what its verdict
+/// needs, without the receive buffer a whole message would keep) and what it asks.
+#[derive(Debug, Clone, Copy)]
 pub struct HeldConnection<M> {
     pub message: M,
     pub attempt: Attempt,

@@ -30,8 +30,6 @@ mod once;
 mod spa;
 mod verdict;
 
-use verdict::Batching;
-
 /// At most one warning per this interval for receive and verdict errors...
 const ERROR_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// ...and for evictions, which a spoofed-source flood causes on every packet.
@@ -66,7 +64,7 @@ pub struct Worker {
     /// Grants of the packets of this receive, each with its door's counters; reused.
     pending: Vec<(Grant, DoorMetrics)>,
     /// Connections that raced their knock, waiting for its grant.
-    held: Held<nfq::Message>,
+    held: Held<nfq::Detached>,
     /// The grant epoch the held connections were last looked up at.
     seen: SeenEpoch,
     ifnames: IfNames,
@@ -74,6 +72,8 @@ pub struct Worker {
     drops: verdict::DropBatch,
     /// When each packet whose verdict is not yet sent was received; reused.
     received: Vec<Instant>,
+    /// When the packets being decided were received (one `recvmmsg`).
+    received_at: Instant,
     /// Where committed grants go next: the other gateways, through the cluster task.
     publisher: Publisher,
 }
@@ -121,6 +121,7 @@ impl Worker {
             ifnames: IfNames::new(Instant::now()),
             drops: verdict::DropBatch::default(),
             received: Vec::with_capacity(nfq::RECV_BATCH * 2),
+            received_at: Instant::now(),
         }
     }
 
@@ -145,19 +146,24 @@ impl Worker {
         while !self.stop.load(Ordering::Acquire) {
             // With connections held, the clock matters even when no packet comes.
             self.queue.set_nonblocking(!self.held.is_empty());
+            let fresh = self.queue.buffered() == 0;
             match self.queue.recv() {
                 Ok(message) => {
+                    // Every packet of one receive counts from the system call that brought it.
+                    if fresh {
+                        self.received_at = Instant::now();
+                    }
                     self.receive_errors.clear();
-                    self.answer(message);
+                    self.answer(message, self.received_at);
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => thread::sleep(held::POLL),
                 Err(err) => self.receive_failed(&err),
             }
             if self.queue.buffered() == 0 {
                 self.end_drain();
-            }
-            if !self.held.is_empty() {
-                self.settle_held(Instant::now());
+                if !self.held.is_empty() {
+                    self.settle_held(Instant::now());
+                }
             }
         }
         self.drain();
@@ -168,13 +174,30 @@ impl Worker {
     /// then their verdicts go out in one datagram (so a knock's grant precedes its drop, and
     /// the connection it opens is admitted by the kernel).
     fn end_drain(&mut self) {
-        if !self.pending.is_empty() {
-            self.consume_once_only();
-        }
-        if !self.pending.is_empty() {
-            self.commit_pending();
-        }
+        self.commit_pending_grants();
         self.flush_verdicts();
+    }
+
+    /// Commits the pending grants (once-only uses consumed first). A bug here must not cost
+    /// the worker: the grants are given up, counted and logged, and the verdicts still go out.
+    fn commit_pending_grants(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let committed = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.consume_once_only();
+            if !self.pending.is_empty() {
+                self.commit_pending();
+            }
+        }));
+        if committed.is_err() {
+            self.pending.clear();
+            self.state.metrics.queue_errors.inc();
+            error!(
+                queue = self.num,
+                "committing grants panicked; they were not made"
+            );
+        }
     }
 
     /// Gives a verdict to every packet still in the socket, then leaves the queue.
@@ -182,7 +205,7 @@ impl Worker {
         self.queue.set_nonblocking(true);
         loop {
             match self.queue.recv() {
-                Ok(message) => self.answer(message),
+                Ok(message) => self.answer(message, Instant::now()),
                 // An overrun or a stray wake-up signal is not the end of what is queued.
                 Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::ENOBUFS)) => {}
                 Err(_) => break,
@@ -194,12 +217,7 @@ impl Worker {
         self.end_drain();
         // Held connections (some may have come in just now) get their verdict too.
         for connection in self.held.take_all() {
-            self.counters.held(Verdict::Drop);
-            self.send(
-                connection.message,
-                (Verdict::Drop, Batching::Never),
-                connection.received,
-            );
+            self.settled(connection, Verdict::Drop);
         }
         self.flush_verdicts();
         let _ = self.queue.unbind(self.num);
@@ -247,8 +265,7 @@ impl Worker {
 
     /// Decides and sends the verdict for one packet, or holds it (a connection waiting for its
     /// grant, which gets its verdict from [`Worker::settle_held`]).
-    fn answer(&mut self, message: nfq::Message) {
-        let received = Instant::now();
+    fn answer(&mut self, message: nfq::Message, received: Instant) {
         let (payload, hook) = (message.get_payload(), Hook::from_number(message.get_hook()));
         let interface = match self.state.interfaces_matter() {
             true => self.ifnames.name(message.get_indev(), received),
@@ -267,25 +284,18 @@ impl Worker {
             Decision::Now(Verdict::Drop)
         });
         let attempt = match decision {
-            Decision::Now(verdict) => {
-                return self.send(message, (verdict, Batching::Allowed), received);
-            }
+            Decision::Now(verdict) => return self.send(message, verdict, received),
             Decision::Hold(attempt) => attempt,
         };
         // A batch verdict covers every lower packet id: none may be pending behind a held one.
         self.stage_drops();
         let connection = HeldConnection {
-            message,
+            message: message.detach(),
             attempt,
             received,
         };
         if let Err(connection) = self.held.hold(connection) {
-            self.counters.held(Verdict::Drop);
-            self.send(
-                connection.message,
-                (Verdict::Drop, Batching::Never),
-                received,
-            );
+            self.settled(connection, Verdict::Drop);
         }
     }
 
@@ -307,13 +317,9 @@ impl Worker {
         self.flush_verdicts();
     }
 
-    fn settled(&mut self, connection: HeldConnection<nfq::Message>, verdict: Verdict) {
+    fn settled(&mut self, connection: HeldConnection<nfq::Detached>, verdict: Verdict) {
         self.counters.held(verdict);
-        self.send(
-            connection.message,
-            (verdict, Batching::Never),
-            connection.received,
-        );
+        self.send_held(connection.message, verdict, connection.received);
     }
 
     fn decide(
@@ -332,15 +338,19 @@ impl Worker {
         let arrival = interface
             .as_ref()
             .map_or(Arrival::Unknown, |name| Arrival::On(name.as_str()));
-        let verdict = match self.step(now, (hook, arrival), &packet, payload) {
-            Decision::Now(verdict) => verdict,
-            Decision::Hold(attempt) if self.is_granted(attempt) => {
-                self.counters.held(Verdict::Accept);
-                Verdict::Accept
-            }
-            hold @ Decision::Hold(_) => return hold,
+        let attempt = match self.step(now, (hook, arrival), &packet, payload) {
+            Decision::Now(verdict) => return Decision::Now(verdict),
+            Decision::Hold(attempt) => attempt,
         };
-        Decision::Now(verdict)
+        // Its knock may be one of this receive's: its grant goes in before the lookup.
+        self.commit_pending_grants();
+        match self.is_granted(attempt) {
+            true => {
+                self.counters.held(Verdict::Accept);
+                Decision::Now(Verdict::Accept)
+            }
+            false => Decision::Hold(attempt),
+        }
     }
 
     /// Whether the kernel holds the grant a held connection asks for; a failed lookup is a no.

@@ -17,15 +17,6 @@ const SEND_ATTEMPTS: u32 = 3;
 /// ...and the pause between them.
 const SEND_RETRY_PAUSE: Duration = Duration::from_micros(200);
 
-/// Whether a drop may join a batch verdict. Only a packet answered as it arrives may: a batch
-/// covers every lower packet id, so it must never overtake a connection that was held (held
-/// connections are few; theirs go out one by one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Batching {
-    Allowed,
-    Never,
-}
-
 /// The drops decided but not yet staged: the highest packet id.
 #[derive(Debug, Default)]
 pub(super) struct DropBatch {
@@ -33,39 +24,39 @@ pub(super) struct DropBatch {
 }
 
 impl Worker {
-    /// Stages (or, for a drop, coalesces) the verdict; it reaches the kernel when the receive's
-    /// packets are all decided and their grants committed ([`Worker::flush_verdicts`]).
-    pub(super) fn send(
-        &mut self,
-        mut message: nfq::Message,
-        (verdict, batching): (Verdict, Batching),
-        received: Instant,
-    ) {
-        match verdict {
-            Verdict::Accept => {
-                let mark = message.get_nfmark();
-                if mark & FALLBACK_MARK == 0 {
-                    message.set_verdict(nfq::Verdict::Accept);
-                } else {
-                    message.set_nfmark(mark & !FALLBACK_MARK);
-                    message.set_verdict(nfq::Verdict::Repeat);
-                }
-                self.counters.verdict(Verdict::Accept);
-            }
-            Verdict::Drop => {
-                message.set_verdict(nfq::Verdict::Drop);
-                self.counters.verdict(Verdict::Drop);
-            }
-        }
-        self.received.push(received);
+    /// Stages (or, for a drop, coalesces) the verdict of a packet answered as it arrives; it
+    /// reaches the kernel when the receive's packets are all decided and their grants
+    /// committed ([`Worker::flush_verdicts`]).
+    pub(super) fn send(&mut self, mut message: nfq::Message, verdict: Verdict, received: Instant) {
+        self.count_verdict(verdict, received);
         // A batch covers every lower id, so a held connection (a lower id) rules it out.
-        if verdict == Verdict::Drop && batching == Batching::Allowed && self.held.is_empty() {
+        if verdict == Verdict::Drop && self.held.is_empty() {
             self.drops.last_id = Some(message.get_packet_id());
             return;
+        }
+        let (kernel, mark) = kernel_verdict(verdict, message.get_nfmark());
+        message.set_verdict(kernel);
+        if let Some(mark) = mark {
+            message.set_nfmark(mark);
         }
         if let Err(err) = self.queue.stage_verdict(message) {
             self.verdicts_lost(&err);
         }
+    }
+
+    /// Stages the verdict of a held connection: one by one, never in a batch (held connections
+    /// are few, and a batch would cover the packets received before it).
+    pub(super) fn send_held(&mut self, packet: nfq::Detached, verdict: Verdict, received: Instant) {
+        self.count_verdict(verdict, received);
+        let (kernel, mark) = kernel_verdict(verdict, packet.get_nfmark());
+        if let Err(err) = self.queue.stage_detached(packet, kernel, mark) {
+            self.verdicts_lost(&err);
+        }
+    }
+
+    fn count_verdict(&mut self, verdict: Verdict, received: Instant) {
+        self.counters.verdict(verdict);
+        self.received.push(received);
     }
 
     /// Stages one batch verdict for the coalesced drops, if any. Before a connection is held:
@@ -115,5 +106,16 @@ impl Worker {
     fn verdicts_lost(&mut self, err: &std::io::Error) {
         self.state.metrics.queue_errors.inc();
         self.warn_rate_limited("sending verdicts failed", err);
+    }
+}
+
+/// What the kernel is told for `verdict`, and the packet's new mark if it changes: an accept in
+/// the iptables-nft fallback clears the fallback bit and repeats the hook (see
+/// [`FALLBACK_MARK`]).
+fn kernel_verdict(verdict: Verdict, mark: u32) -> (nfq::Verdict, Option<u32>) {
+    match verdict {
+        Verdict::Drop => (nfq::Verdict::Drop, None),
+        Verdict::Accept if mark & FALLBACK_MARK == 0 => (nfq::Verdict::Accept, None),
+        Verdict::Accept => (nfq::Verdict::Repeat, Some(mark & !FALLBACK_MARK)),
     }
 }

@@ -221,19 +221,88 @@ unsafe fn finish(mut nlmsg: Nlmsg) -> usize {
 
 /// Writes the verdict message for `msg` (header, verdict, changed mark).
 pub(crate) unsafe fn put_verdict(nlmsg: &mut Nlmsg, msg: &Message) {
-    nfq_hdr_put(nlmsg, NFQNL_MSG_VERDICT as u16, msg.id, false);
+    let mark = if msg.nfmark_dirty {
+        Some(msg.nfmark)
+    } else {
+        None
+    };
+    put_verdict_of(nlmsg, (msg.id, (*msg.hdr).packet_id), msg.verdict, mark);
+}
+
+/// Writes a verdict message for packet `packet_id` (big-endian, as the kernel sent it) of
+/// queue `queue_num`.
+unsafe fn put_verdict_of(
+    nlmsg: &mut Nlmsg,
+    (queue_num, packet_id): (u16, u32),
+    verdict: Verdict,
+    mark: Option<u32>,
+) {
+    nfq_hdr_put(nlmsg, NFQNL_MSG_VERDICT as u16, queue_num, false);
     let vh = nfqnl_msg_verdict_hdr {
-        verdict: be32_to_cpu(match msg.verdict {
+        verdict: be32_to_cpu(match verdict {
             Verdict::Drop => 0,
             Verdict::Accept => 1,
             Verdict::Queue(num) => (num as u32) << 16 | 3,
             Verdict::Repeat => 4,
             Verdict::Stop => 5,
         }),
-        id: (*msg.hdr).packet_id,
+        id: packet_id,
     };
     nlmsg.put_slice(NFQA_VERDICT_HDR as u16, std::slice::from_ref(&vh));
-    if msg.nfmark_dirty {
-        nlmsg.put_u32(NFQA_MARK as u16, msg.nfmark);
+    if let Some(mark) = mark {
+        nlmsg.put_u32(NFQA_MARK as u16, mark);
+    }
+}
+
+/// What a verdict needs of a message, without the message: it pins its whole receive buffer
+/// (up to [`RECV_BATCH`] packets' room), so one answered long after later receives is kept
+/// as this instead.
+#[derive(Debug, Clone, Copy)]
+pub struct Detached {
+    queue_num: u16,
+    /// Big-endian, as the kernel sent it.
+    packet_id: u32,
+    nfmark: u32,
+}
+
+impl Message {
+    /// Keeps what its verdict needs and lets go of the receive buffer.
+    pub fn detach(self) -> Detached {
+        Detached {
+            queue_num: self.id,
+            // SAFETY: hdr was checked non-null when the message was parsed.
+            packet_id: unsafe { (*self.hdr).packet_id },
+            nfmark: self.nfmark,
+        }
+    }
+}
+
+impl Detached {
+    pub fn get_nfmark(&self) -> u32 {
+        self.nfmark
+    }
+}
+
+impl Queue {
+    /// [`Queue::stage_verdict`] for a detached message; `mark`, if any, replaces its mark.
+    pub fn stage_detached(
+        &mut self,
+        packet: Detached,
+        verdict: Verdict,
+        mark: Option<u32>,
+    ) -> Result<()> {
+        let buf = self.stage_room()?;
+        // SAFETY: stage_room leaves at least STAGE_HEADROOM bytes, more than this message.
+        self.staged_len += unsafe {
+            let mut nlmsg = Nlmsg::new(buf);
+            put_verdict_of(
+                &mut nlmsg,
+                (packet.queue_num, packet.packet_id),
+                verdict,
+                mark,
+            );
+            finish(nlmsg)
+        };
+        Ok(())
     }
 }

@@ -34,7 +34,7 @@
 mod batch;
 mod binding;
 
-pub use batch::RECV_BATCH;
+pub use batch::{Detached, RECV_BATCH};
 
 use binding::*;
 use libc::{
