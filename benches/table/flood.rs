@@ -88,7 +88,7 @@ struct Counters {
     queue_drops: u64,
     backlog_drops: u64,
     cpu_ticks: u64,
-    worker_ticks: u64,
+    worker_ns: u64,
 }
 
 /// One step's rates.
@@ -107,7 +107,8 @@ pub struct Step {
     pub backlog_drops: u64,
     /// Daemon CPU time (user + system, /proc/PID/stat) per verdict, µs.
     pub cpu_us_per_verdict: f64,
-    /// The part of it spent in the queue workers' threads (the rest: the runtime's threads).
+    /// The part of it spent in the queue workers' threads (the rest: the runtime's threads),
+    /// from their schedstat (nanoseconds, where /proc/PID/stat counts 10 ms ticks).
     pub worker_us_per_verdict: f64,
 }
 
@@ -120,7 +121,7 @@ fn counters(t: &Topology, daemon: Option<&Daemon>) -> Counters {
         queue_drops: queues.iter().map(|q| q.full + q.socket_full).sum(),
         backlog_drops: backlog_drops(),
         cpu_ticks: daemon.map_or(0, Daemon::cpu_ticks),
-        worker_ticks: daemon.map_or(0, Daemon::worker_cpu_ticks),
+        worker_ns: daemon.map_or(0, Daemon::worker_run_ns),
     }
 }
 
@@ -144,7 +145,7 @@ pub fn step(
     let verdicts = after.verdicts - before.verdicts;
     let seconds_of = |ticks: u64| ticks as f64 / crate::clock_ticks();
     let cpu_seconds = seconds_of(after.cpu_ticks - before.cpu_ticks);
-    let worker_seconds = seconds_of(after.worker_ticks - before.worker_ticks);
+    let worker_seconds = (after.worker_ns - before.worker_ns) as f64 / 1e9;
     Step {
         pace,
         offered: (after.rx - before.rx) as f64 / seconds,

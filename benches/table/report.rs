@@ -115,12 +115,23 @@ fn rows(f: &Figures) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     if let Some(flood) = flood {
         let share = flood.verdicts_per_s / kernel.offered;
+        // Like for like: both counted at wan0, where hping3's multicast sources (never queued,
+        // never verdicted) are counted too.
+        let generator_share = flood.offered / kernel.offered;
+        let all_judged = flood.verdicts_per_s >= flood.reached_queue;
         rows.push(vec![
             "verdicts/s, hping3 `--flood` at the first knock port".into(),
             format!(
-                "{:.0} ({:.0} % of the kernel-only rate; {} lost at the queue)",
+                "{:.0} ({:.0} % of the kernel-only rate; at wan0 the generator's rate was \
+                 {:.0} % of its kernel-only rate, and every packet that reached the queue was \
+                 judged: {}; {} lost at the queue)",
                 flood.verdicts_per_s,
                 100.0 * share,
+                100.0 * generator_share,
+                match all_judged {
+                    true => "yes",
+                    false => "no",
+                },
                 flood.queue_drops
             ),
             format!(
@@ -128,7 +139,7 @@ fn rows(f: &Figures) -> Vec<Vec<String>> {
                 kernel.offered
             ),
             "≥ 90 %, no queue loss".into(),
-            met(share >= 0.9 && flood.queue_drops == 0).into(),
+            met(generator_share >= 0.9 && all_judged && flood.queue_drops == 0).into(),
         ]);
     }
     let (clean, lost) = loss_point(&f.steps);

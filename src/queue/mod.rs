@@ -13,6 +13,7 @@
 //! that), which is judged as usual; and a new instance has no fail-open, so a full queue drops.
 
 pub mod affinity;
+mod busy;
 mod epoch;
 mod held;
 mod ifname;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 use super::affinity::{Placement, pin_current_thread};
+use super::busy::BusyPoll;
 use super::epoch::SeenEpoch;
 use super::held::{self, Held, HeldConnection};
 use super::ifname::{IfName, IfNames};
@@ -74,6 +75,8 @@ pub struct Worker {
     received: Vec<Instant>,
     /// When the packets being decided were received (one `recvmmsg`).
     received_at: Instant,
+    /// Whether to poll the socket rather than sleep on it (a flood).
+    busy: BusyPoll,
     /// Where committed grants go next: the other gateways, through the cluster task.
     publisher: Publisher,
 }
@@ -122,6 +125,7 @@ impl Worker {
             drops: verdict::DropBatch::default(),
             received: Vec::with_capacity(nfq::RECV_BATCH * 2),
             received_at: Instant::now(),
+            busy: BusyPoll::default(),
         }
     }
 
@@ -144,23 +148,31 @@ impl Worker {
     fn run(mut self) {
         debug!(queue = self.num, "worker started");
         while !self.stop.load(Ordering::Acquire) {
-            // With connections held, the clock matters even when no packet comes.
-            self.queue.set_nonblocking(!self.held.is_empty());
             let fresh = self.queue.buffered() == 0;
-            match self.queue.recv() {
+            let polling = fresh && self.busy.polling(Instant::now());
+            // With connections held, the clock matters even when no packet comes.
+            self.queue.set_nonblocking(polling || !self.held.is_empty());
+            let received = self.queue.recv();
+            let answered = received.is_ok();
+            match received {
                 Ok(message) => {
                     // Every packet of one receive counts from the system call that brought it.
                     if fresh {
                         self.received_at = Instant::now();
+                        self.busy.received(self.received_at);
                     }
                     self.receive_errors.clear();
                     self.answer(message, self.received_at);
                 }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock && polling => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => thread::sleep(held::POLL),
                 Err(err) => self.receive_failed(&err),
             }
             if self.queue.buffered() == 0 {
                 self.end_drain();
+                if answered {
+                    self.busy.drained(Instant::now());
+                }
                 if !self.held.is_empty() {
                     self.settle_held(Instant::now());
                 }

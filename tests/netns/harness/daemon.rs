@@ -168,34 +168,25 @@ impl Daemon {
     /// The process's CPU time (user + system), in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
-        stat_cpu_ticks(&stat)
-    }
-
-    /// User + system clock ticks of the daemon's queue workers (threads named `queue-N`).
-    #[allow(dead_code, reason = "harness API: the benchmark table uses it")]
-    pub fn worker_cpu_ticks(&self) -> u64 {
-        self.worker_tasks("stat")
-            .map(|stat| stat_cpu_ticks(&stat))
-            .sum()
+        let after_name = &stat[stat.rfind(')').expect("(comm)") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| fields[i].parse::<u64>().expect("a tick count");
+        ticks(11) + ticks(12)
     }
 
     /// Nanoseconds the queue workers have run (schedstat: finer than clock ticks).
     #[allow(dead_code, reason = "harness API: the benchmark table uses it")]
     pub fn worker_run_ns(&self) -> u64 {
-        self.worker_tasks("schedstat")
-            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-            .sum()
-    }
-
-    /// The /proc/PID/task/TID/`file` of each queue worker thread.
-    fn worker_tasks(&self, file: &'static str) -> impl Iterator<Item = String> {
         let tasks = fs::read_dir(format!("/proc/{}/task", self.pid())).expect("task dir");
-        tasks.filter_map(move |task| {
-            let dir = task.ok()?.path();
-            let name = fs::read_to_string(dir.join("comm")).ok()?;
-            name.starts_with("queue-")
-                .then(|| fs::read_to_string(dir.join(file)).ok())?
-        })
+        tasks
+            .filter_map(|task| {
+                let dir = task.ok()?.path();
+                let name = fs::read_to_string(dir.join("comm")).ok()?;
+                let stat = fs::read_to_string(dir.join("schedstat")).ok()?;
+                name.starts_with("queue-")
+                    .then(|| stat.split_whitespace().next()?.parse::<u64>().ok())?
+            })
+            .sum()
     }
 
     pub fn rss_kib(&self) -> u64 {
@@ -316,12 +307,4 @@ impl Metrics {
             .map(str::to_owned)
             .collect()
     }
-}
-
-/// utime + stime of a /proc/…/stat line (fields 14 and 15, counted after the `(comm)`).
-fn stat_cpu_ticks(stat: &str) -> u64 {
-    let after_name = &stat[stat.rfind(')').expect("(comm)") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields[i].parse::<u64>().expect("a tick count");
-    ticks(11) + ticks(12)
 }
