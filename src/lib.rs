@@ -22,7 +22,8 @@
 //!   workers (nfq), one blocking thread per queue (pinned to a CPU each when there are several,
 //!   to match `queue num 0-N fanout`): receive up to 32 packets in one system call, step the
 //!   engine under the shard lock for each, commit the receive's grants in one batch after
-//!   releasing it, then send all its verdicts in one datagram (drops as one batch verdict).
+//!   releasing it, then send all its verdicts in one datagram (drops as one batch verdict);
+//!   under a flood a worker polls its socket briefly instead of sleeping (`queue::busy`).
 //!   A touched trap port bans its source (an IPv6 source with its /64) in the
 //!   kernel's blocked sets. A connection to a protected service that raced its own knock is
 //!   held briefly and admitted only if the kernel holds its grant, looked up again whenever
