@@ -221,17 +221,7 @@ fn measure(size: Size) -> Figures {
 /// Two queues (`queue num 0-1 fanout`) and two workers, one pinned to each CPU, under the
 /// same generators as the one-worker step, on a topology of its own.
 fn fanout(size: Size) -> Step {
-    let ruleset = knock_nfq::sandbox::ruleset::SHIPPED.replacen(
-        "\t\tqueue num 0\n",
-        "\t\tqueue num 0-1 fanout\n",
-        1,
-    );
-    assert_ne!(
-        ruleset,
-        knock_nfq::sandbox::ruleset::SHIPPED,
-        "the queue statement"
-    );
-    let t = Topology::with_ruleset(&ruleset);
+    let t = Topology::with_fanout();
     let config = bench_config("").replacen("queues = [0]", "queues = [0, 1]", 1);
     let daemon = Daemon::start_at_info(&t.gw, &config);
     // The workers name their threads as they start; give them a moment on a busy machine.

@@ -100,17 +100,7 @@ fn with_two_queues_a_syn_held_on_another_queue_than_its_knock_is_admitted_as_its
     if knock_nfq::queue::affinity::allowed_cpus().map_or(0, |cpus| cpus.len()) < 2 {
         panic!("cannot run: needs two CPUs (the knock and the connect leave from different ones)");
     }
-    let ruleset = knock_nfq::sandbox::ruleset::SHIPPED.replacen(
-        "\t\tqueue num 0\n",
-        "\t\tqueue num 0-1 fanout\n",
-        1,
-    );
-    assert_ne!(
-        ruleset,
-        knock_nfq::sandbox::ruleset::SHIPPED,
-        "the queue statement"
-    );
-    let t = Topology::with_ruleset(&ruleset);
+    let t = Topology::with_fanout();
     eprintln!("{}", t.ruleset_mode);
     // Tries come faster than the default grant rate (10 a second).
     let config = config("5s", "30s")

@@ -54,13 +54,7 @@ fn two_workers_counters_are_summed_once_each_in_the_scrape() {
         cpus >= 2,
         "cannot run: fanout over two queues needs two CPUs, this machine has {cpus}"
     );
-    let shipped = knock_nfq::sandbox::ruleset::SHIPPED;
-    let ruleset = shipped.replacen("\t\tqueue num 0\n", "\t\tqueue num 0-1 fanout\n", 1);
-    assert_ne!(
-        ruleset, shipped,
-        "the shipped ruleset's queue statement moved"
-    );
-    let t = Topology::with_ruleset(&ruleset);
+    let t = Topology::with_fanout();
     let config = config("30s", "3s").replacen("queues = [0]", "queues = [0, 1]", 1);
     let daemon = Daemon::start(&t.gw, &config);
     let before = daemon.metrics(&t.gw);

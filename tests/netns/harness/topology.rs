@@ -31,6 +31,22 @@ impl Topology {
         Topology::with_ruleset(ruleset::SHIPPED)
     }
 
+    /// The shipped ruleset with `queue num 0-1 fanout` (two queues, picked by the CPU that
+    /// handles the packet); pair it with `queues = [0, 1]` in the config.
+    #[allow(
+        dead_code,
+        reason = "harness API: the fanout tests and the bench use it"
+    )]
+    pub fn with_fanout() -> Topology {
+        let shipped = knock_nfq::sandbox::ruleset::SHIPPED;
+        let ruleset = shipped.replacen("\t\tqueue num 0\n", "\t\tqueue num 0-1 fanout\n", 1);
+        assert_ne!(
+            ruleset, shipped,
+            "the shipped ruleset's queue statement moved"
+        );
+        Topology::with_ruleset(&ruleset)
+    }
+
     /// Like [`Topology::new`], with `ruleset` instead of the shipped one (e.g. its queue
     /// statement changed to `queue num 0-1 fanout`).
     pub fn with_ruleset(ruleset: &str) -> Topology {
